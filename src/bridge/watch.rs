@@ -1,0 +1,72 @@
+//! The config watcher: a thread subscribed to the config-changed Pub/Sub
+//! channel that tells the supervisor when to re-read the config hash.
+//!
+//! A missed notification only delays a change (the supervisor also re-reads
+//! periodically). After every (re)subscription it reports `Subscribed`, so
+//! changes made while Redis was unreachable are picked up.
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use redis::Client;
+use std::time::Duration;
+
+use super::contract;
+use super::store::{connect, describe};
+
+/// What the watcher reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// A change was announced for this channel id (or `*`).
+    Changed(String),
+    /// (Re)subscribed: re-read everything.
+    Subscribed,
+    /// The subscription failed; retrying.
+    Lost(String),
+}
+
+/// Runs until `stop` fires. Sends events to `tx`.
+pub fn run(client: Client, tx: Sender<WatchEvent>, stop: Receiver<()>) {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let err = match subscribe_loop(&client, &tx, &stop) {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        if tx.send(WatchEvent::Lost(err)).is_err() {
+            return;
+        }
+        match stop.recv_timeout(delay) {
+            Err(RecvTimeoutError::Timeout) => delay = (delay * 2).min(Duration::from_secs(5)),
+            _ => return,
+        }
+    }
+}
+
+/// `Ok` when stopped, `Err` when the subscription broke.
+fn subscribe_loop(
+    client: &Client,
+    tx: &Sender<WatchEvent>,
+    stop: &Receiver<()>,
+) -> Result<(), String> {
+    let mut con = connect(client).map_err(|e| describe(&e))?;
+    let mut pubsub = con.as_pubsub();
+    pubsub.subscribe(contract::CONFIG_CHANGED).map_err(|e| describe(&e))?;
+    pubsub.set_read_timeout(Some(Duration::from_millis(250))).map_err(|e| describe(&e))?;
+    if tx.send(WatchEvent::Subscribed).is_err() {
+        return Ok(());
+    }
+    loop {
+        if !matches!(stop.try_recv(), Err(TryRecvError::Empty)) {
+            return Ok(());
+        }
+        match pubsub.get_message() {
+            Ok(msg) => {
+                let payload: String = msg.get_payload().unwrap_or_else(|_| "*".into());
+                if tx.send(WatchEvent::Changed(payload)).is_err() {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.is_timeout() => {}
+            Err(e) => return Err(describe(&e)),
+        }
+    }
+}

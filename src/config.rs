@@ -1,0 +1,240 @@
+//! The gateway's settings, read once from the environment and validated at
+//! start. Every default lives here, with its unit.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Validated settings (see the environment table in README.md).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `REDIS_URL`, default `redis://127.0.0.1:6379/0`. May hold a password: never log it whole.
+    pub redis_url: String,
+    /// `GATEWAY_INSTANCE_ID`, default the host name.
+    pub instance_id: String,
+    /// `FEISHU_BASE_URL`: overrides every channel's Open Platform base URL.
+    pub feishu_base_url: Option<String>,
+    /// `CONFIG_REFRESH_INTERVAL`, default 10 s.
+    pub config_refresh: Duration,
+    /// `STATUS_TTL`, default 60 s.
+    pub status_ttl: u64,
+    /// `DEDUP_TTL`, default 86400 s.
+    pub dedup_ttl: u64,
+    /// `MAX_MESSAGE_AGE`, default 7200 s; zero turns the check off.
+    pub max_message_age: Duration,
+    /// `OUTBOUND_RETRY_WINDOW`, default 300 s.
+    pub outbound_retry_window: Duration,
+    /// `UNSUPPORTED_MESSAGE_HINT`; empty = no reply.
+    pub unsupported_hint: String,
+    /// `TYPING_REACTION`, default `Typing`; empty = off.
+    pub typing_reaction: String,
+    /// `METRICS_ADDR`, default off.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// A bad environment variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.var, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+pub const DEFAULT_HINT: &str = "目前仅支持文字消息。Only text messages are supported.";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let err = |var: &'static str, problem: String| ConfigError { var, problem };
+        let secs = |var: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if n >= min && n <= 365 * 86_400 => Ok(n),
+                    Ok(n) => {
+                        Err(err(var, format!("{n} is out of range ({min}..=31536000 seconds)")))
+                    }
+                    Err(_) => Err(err(var, format!("{v:?} is not a whole number of seconds"))),
+                },
+            }
+        };
+        let redis_url = get("REDIS_URL").unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
+        if let Err(e) = redis::Client::open(redis_url.as_str()) {
+            return Err(err(
+                "REDIS_URL",
+                format!("not a usable Redis URL ({})", url_error_kind(&e)),
+            ));
+        }
+        let instance_id = match get("GATEWAY_INSTANCE_ID") {
+            Some(id) => {
+                let id = id.trim().to_owned();
+                if id.is_empty()
+                    || id.len() > 128
+                    || id.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(err(
+                        "GATEWAY_INSTANCE_ID",
+                        "must be 1-128 characters without spaces".into(),
+                    ));
+                }
+                id
+            }
+            None => host_name(),
+        };
+        let feishu_base_url =
+            match get("FEISHU_BASE_URL").map(|s| s.trim().trim_end_matches('/').to_owned()) {
+                None => None,
+                Some(s) if s.is_empty() => None,
+                Some(s) if valid_base_url(&s) => Some(s),
+                Some(s) => {
+                    return Err(err(
+                        "FEISHU_BASE_URL",
+                        format!("{s:?} is not an http:// or https:// base URL"),
+                    ));
+                }
+            };
+        let metrics_addr = match get("METRICS_ADDR").filter(|s| !s.trim().is_empty()) {
+            None => None,
+            Some(s) => Some(s.trim().parse().map_err(|_| {
+                err("METRICS_ADDR", format!("{s:?} is not host:port (e.g. 127.0.0.1:9464)"))
+            })?),
+        };
+        Ok(Config {
+            redis_url,
+            instance_id,
+            feishu_base_url,
+            config_refresh: Duration::from_secs(secs("CONFIG_REFRESH_INTERVAL", 10, 1)?),
+            status_ttl: secs("STATUS_TTL", 60, 3)?,
+            dedup_ttl: secs("DEDUP_TTL", 86_400, 1)?,
+            max_message_age: Duration::from_secs(secs("MAX_MESSAGE_AGE", 7200, 0)?),
+            outbound_retry_window: Duration::from_secs(secs("OUTBOUND_RETRY_WINDOW", 300, 1)?),
+            unsupported_hint: get("UNSUPPORTED_MESSAGE_HINT")
+                .unwrap_or_else(|| DEFAULT_HINT.to_owned()),
+            typing_reaction: get("TYPING_REACTION")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|| "Typing".into()),
+            metrics_addr,
+        })
+    }
+
+    /// The Redis URL with any password replaced by `***`, for logs.
+    pub fn redis_url_for_logs(&self) -> String {
+        redact_url(&self.redis_url)
+    }
+}
+
+fn valid_base_url(s: &str) -> bool {
+    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+    matches!(rest, Some(r) if !r.is_empty() && !r.contains(char::is_whitespace) && !r.contains('?'))
+}
+
+/// Replaces the user-info part of a URL (`user:password@`) with `***@`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A Redis URL error's description without echoing the URL (which may hold a password).
+fn url_error_kind(e: &redis::RedisError) -> String {
+    let text = e.to_string();
+    text.split(':').next().unwrap_or("invalid URL").trim().to_owned()
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "gateway".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.redis_url, DEFAULT_REDIS_URL);
+        assert_eq!(c.config_refresh, Duration::from_secs(10));
+        assert_eq!((c.status_ttl, c.dedup_ttl), (60, 86_400));
+        assert_eq!(c.max_message_age, Duration::from_secs(7200));
+        assert_eq!(c.typing_reaction, "Typing");
+        assert_eq!(c.unsupported_hint, DEFAULT_HINT);
+        assert!(c.feishu_base_url.is_none() && c.metrics_addr.is_none());
+        assert!(!c.instance_id.is_empty());
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = with(&[
+            ("REDIS_URL", "redis+unix:///tmp/r.sock"),
+            ("GATEWAY_INSTANCE_ID", "gw-1"),
+            ("FEISHU_BASE_URL", "http://127.0.0.1:8080/"),
+            ("MAX_MESSAGE_AGE", "0"),
+            ("METRICS_ADDR", "127.0.0.1:9464"),
+            ("UNSUPPORTED_MESSAGE_HINT", ""),
+        ])
+        .unwrap();
+        assert_eq!(c.instance_id, "gw-1");
+        assert_eq!(c.feishu_base_url.as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(c.max_message_age, Duration::ZERO);
+        assert_eq!(c.unsupported_hint, "");
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases: [(&str, &str, &str); 8] = [
+            ("STATUS_TTL", "abc", "not a whole number"),
+            ("STATUS_TTL", "1", "out of range"),
+            ("DEDUP_TTL", "-5", "not a whole number"),
+            ("REDIS_URL", "mysql://x", "not a usable Redis URL"),
+            ("FEISHU_BASE_URL", "ftp://x", "not an http"),
+            ("METRICS_ADDR", "localhost", "not host:port"),
+            ("GATEWAY_INSTANCE_ID", "a b", "without spaces"),
+            ("CONFIG_REFRESH_INTERVAL", "0", "out of range"),
+        ];
+        for (var, value, want) in cases {
+            let e = with(&[(var, value)]).unwrap_err();
+            assert_eq!(e.var, var);
+            assert!(e.to_string().starts_with(&format!("invalid {var}: ")), "{e}");
+            assert!(e.problem.contains(want), "{var}={value}: {e}");
+        }
+    }
+
+    #[test]
+    fn redis_password_is_hidden() {
+        assert_eq!(redact_url("redis://:pw@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        let e = with(&[("REDIS_URL", "rediss://user:s3cret@")]).err();
+        if let Some(e) = e {
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
+    }
+}

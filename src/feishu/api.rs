@@ -1,0 +1,185 @@
+//! Feishu REST calls made with a tenant access token: the token cache and
+//! the bot's identity.
+//!
+//! Tokens are cached per (base URL, app) and refreshed well before expiry; a
+//! call that Feishu answers with an invalid-token code evicts the token,
+//! fetches a new one and is replayed once.
+
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::http::{Http, HttpError, Reply};
+use crate::channel::Secret;
+
+/// What identifies an app to Feishu's REST API.
+#[derive(Debug, Clone)]
+pub struct AppCreds {
+    pub base_url: String,
+    pub app_id: String,
+    pub app_secret: Secret,
+}
+
+/// A failed REST call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// The request did not get a JSON answer.
+    Http(HttpError),
+    /// Feishu answered a non-zero `code`.
+    Feishu { status: u16, code: i64, msg: String, rate_limit_reset: Option<u64> },
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Http(e) => write!(f, "{e}"),
+            ApiError::Feishu { status, code, msg, .. } => {
+                write!(f, "feishu api: HTTP {status}, code {code}: {msg}")
+            }
+        }
+    }
+}
+
+/// Codes meaning "the tenant token is not (any longer) valid".
+const TOKEN_INVALID: [i64; 3] = [99_991_661, 99_991_663, 99_991_665];
+
+/// The bot's identity as `/bot/v3/info` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotInfo {
+    pub open_id: String,
+    pub name: String,
+}
+
+struct Token {
+    value: Secret,
+    refresh_at: Instant,
+}
+
+/// A REST client shared by every thread; holds the token cache.
+pub struct Api {
+    http: Http,
+    tokens: Mutex<HashMap<(String, String), Token>>,
+}
+
+impl Api {
+    pub fn new(http: Http) -> Api {
+        Api { http, tokens: Mutex::new(HashMap::new()) }
+    }
+
+    /// The underlying HTTP client.
+    pub fn http(&self) -> &Http {
+        &self.http
+    }
+
+    fn url(creds: &AppCreds, path: &str) -> String {
+        format!("{}{}", creds.base_url.trim_end_matches('/'), path)
+    }
+
+    /// A valid tenant token for the app, from the cache when fresh.
+    pub fn tenant_token(&self, creds: &AppCreds) -> Result<Secret, ApiError> {
+        let key = (creds.base_url.clone(), creds.app_id.clone());
+        if let Some(t) = self.tokens.lock().expect("token cache lock").get(&key)
+            && Instant::now() < t.refresh_at
+        {
+            return Ok(t.value.clone());
+        }
+        let body = json!({ "app_id": creds.app_id, "app_secret": creds.app_secret.expose() });
+        let reply = self.http.post(
+            &Self::url(creds, "/open-apis/auth/v3/tenant_access_token/internal"),
+            &body,
+            None,
+        );
+        let reply = check(reply)?;
+        let token =
+            reply.body.get("tenant_access_token").and_then(Value::as_str).unwrap_or_default();
+        if token.is_empty() {
+            return Err(ApiError::Feishu {
+                status: reply.status,
+                code: -1,
+                msg: "token reply without tenant_access_token".into(),
+                rate_limit_reset: None,
+            });
+        }
+        let expire = reply.body.get("expire").and_then(Value::as_u64).unwrap_or(7200);
+        // Feishu issues a new token only when the old one has < 30 min left:
+        // refresh then, or at half-life for short-lived tokens.
+        let refresh_in = if expire > 3600 { expire - 1800 } else { expire / 2 };
+        let value = Secret::new(token);
+        let refresh_at = Instant::now() + Duration::from_secs(refresh_in);
+        self.tokens
+            .lock()
+            .expect("token cache lock")
+            .insert(key, Token { value: value.clone(), refresh_at });
+        Ok(value)
+    }
+
+    fn forget_token(&self, creds: &AppCreds) {
+        self.tokens
+            .lock()
+            .expect("token cache lock")
+            .remove(&(creds.base_url.clone(), creds.app_id.clone()));
+    }
+
+    /// Runs a call with the app's token; replays it once with a fresh token
+    /// when Feishu says the token is invalid.
+    pub fn with_token(
+        &self,
+        creds: &AppCreds,
+        call: impl Fn(&Http, &str) -> Result<Reply, HttpError>,
+    ) -> Result<Reply, ApiError> {
+        for attempt in 0..2 {
+            let token = self.tenant_token(creds)?;
+            match check(call(&self.http, token.expose())) {
+                Err(ApiError::Feishu { code, .. })
+                    if attempt == 0 && TOKEN_INVALID.contains(&code) =>
+                {
+                    log::info!(
+                        "[{}] tenant token rejected (code {code}); fetching a new one",
+                        creds.app_id
+                    );
+                    self.forget_token(creds);
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the second attempt always returns")
+    }
+
+    /// The bot's own open_id and name (`GET /open-apis/bot/v3/info`).
+    pub fn bot_info(&self, creds: &AppCreds) -> Result<BotInfo, ApiError> {
+        let url = Self::url(creds, "/open-apis/bot/v3/info");
+        let reply = self.with_token(creds, |http, token| http.get(&url, Some(token)))?;
+        let bot =
+            reply.body.get("bot").or_else(|| reply.body.get("data").and_then(|d| d.get("bot")));
+        let field = |k: &str| {
+            bot.and_then(|b| b.get(k)).and_then(Value::as_str).unwrap_or_default().to_owned()
+        };
+        let open_id = field("open_id");
+        if open_id.is_empty() {
+            return Err(ApiError::Feishu {
+                status: reply.status,
+                code: -1,
+                msg: "bot info without open_id (is the bot capability enabled and published?)"
+                    .into(),
+                rate_limit_reset: None,
+            });
+        }
+        Ok(BotInfo { open_id, name: field("app_name") })
+    }
+}
+
+/// Turns a reply with a non-zero code into an error.
+fn check(reply: Result<Reply, HttpError>) -> Result<Reply, ApiError> {
+    let reply = reply.map_err(ApiError::Http)?;
+    if reply.code() == 0 && reply.status < 400 {
+        return Ok(reply);
+    }
+    Err(ApiError::Feishu {
+        status: reply.status,
+        code: reply.code(),
+        msg: reply.msg(),
+        rate_limit_reset: reply.rate_limit_reset,
+    })
+}

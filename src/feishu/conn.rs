@@ -1,0 +1,563 @@
+//! One channel's Feishu long connection, run on its own thread: endpoint
+//! call, WebSocket, read loop with pings, liveness, fragment reassembly,
+//! store-then-ack of events, and reconnecting forever with backoff.
+//!
+//! The thread never blocks for long: the socket has a short read timeout,
+//! so every tick it can send a ping that is due, notice a dead peer, and see
+//! the supervisor's stop request (the stop channel's sender is dropped).
+//! Storing goes through the [`InboundStore`] trait so that this module does
+//! not know Redis.
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use serde_json::Value;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{HandshakeError, Message as WsMessage, WebSocket};
+
+use super::api::{Api, AppCreds};
+use super::endpoint::{self, ClientConfig, ConnectError};
+use super::event::{self, Outcome};
+use super::frame::{Frame, METHOD_CONTROL, METHOD_DATA};
+use super::reassembly::{Limits, Reassembler};
+use crate::channel::{Routing, Secret};
+
+type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// Where stored questions go (Redis in production).
+pub trait InboundStore {
+    /// Stores a message once. `Ok(true)`: newly stored; `Ok(false)`: a
+    /// duplicate of one stored before. `Err`: nothing was stored.
+    fn store(&mut self, msg: &event::Message, routing: &Routing) -> Result<bool, String>;
+}
+
+/// An error as shown in the status key's `last_error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastError {
+    pub code: String,
+    pub message: String,
+}
+
+impl LastError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> LastError {
+        LastError { code: code.into(), message: message.into() }
+    }
+}
+
+impl From<&ConnectError> for LastError {
+    fn from(e: &ConnectError) -> LastError {
+        LastError::new(e.code(), e.to_string())
+    }
+}
+
+/// What a session tells its supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Opening a connection.
+    Connecting,
+    /// The long connection is open and answering.
+    Connected,
+    /// Lost or failed for a reason that retrying may fix.
+    Disconnected(LastError),
+    /// Failed for a reason only the operator can fix; retrying slowly.
+    Error(LastError),
+    /// An event arrived (time in ms since the epoch).
+    EventSeen(u64),
+}
+
+/// Timing knobs of a session. Defaults suit production.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// Socket read timeout: how often the loop wakes up when idle.
+    pub tick: Duration,
+    /// Connect, TLS and WebSocket handshake limit.
+    pub connect_timeout: Duration,
+    /// First reconnect delay; doubles per failure up to `backoff_max`.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Delay between attempts while the operator must fix something.
+    pub operator_retry: Duration,
+    /// How long to keep trying to store an event before refusing it.
+    pub store_budget: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            tick: Duration::from_millis(250),
+            connect_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            operator_retry: Duration::from_secs(60),
+            store_budget: Duration::from_millis(2000),
+        }
+    }
+}
+
+/// Everything one channel's connection needs.
+pub struct Session {
+    pub channel_id: String,
+    pub creds: AppCreds,
+    pub encrypt_key: Secret,
+    pub verification_token: Secret,
+    /// Updated in place by the supervisor.
+    pub routing: Arc<RwLock<Routing>>,
+    pub max_message_age: Duration,
+    pub tuning: Tuning,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A random number from the standard library's per-process random keys.
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
+}
+
+/// `d` scaled by a random factor in [0.5, 1.0].
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.5 + (random_u64() % 1000) as f64 / 2000.0)
+}
+
+/// Why a connected session ended.
+enum End {
+    Stopped,
+    Lost(LastError),
+}
+
+/// Runs the channel until `stop` fires (its sender dropped or a message sent).
+pub fn run(
+    session: &Session,
+    api: &Api,
+    store: &mut dyn InboundStore,
+    stop: &Receiver<()>,
+    report: &dyn Fn(Update),
+) {
+    let tag = format!("[{} {}]", session.channel_id, session.creds.app_id);
+    let mut failures: u32 = 0;
+    let mut bot_open_id: Option<String> = None;
+    report(Update::Connecting);
+    loop {
+        if stopped(stop) {
+            return;
+        }
+        let started = Instant::now();
+        let delay = match connect(session, api, &tag, &mut bot_open_id) {
+            Ok(opened) => {
+                report(Update::Connected);
+                let mut conn = Conn {
+                    session,
+                    store,
+                    stop,
+                    report,
+                    tag: &tag,
+                    bot_open_id: bot_open_id.as_deref(),
+                };
+                match conn.read_loop(opened) {
+                    End::Stopped => return,
+                    End::Lost(err) => {
+                        log::warn!("{tag} long connection lost: {}; reconnecting", err.message);
+                        report(Update::Disconnected(err));
+                    }
+                }
+                if started.elapsed() >= Duration::from_secs(10) {
+                    failures = 0;
+                }
+                jitter(backoff(session.tuning, failures))
+            }
+            Err(e) if e.needs_operator() => {
+                log::error!("{tag} {e}; retrying in {}s", session.tuning.operator_retry.as_secs());
+                report(Update::Error(LastError::from(&e)));
+                session.tuning.operator_retry
+            }
+            Err(e) => {
+                let delay = jitter(backoff(session.tuning, failures));
+                log::warn!("{tag} cannot connect: {e}; retrying in {:.1}s", delay.as_secs_f64());
+                report(Update::Disconnected(LastError::from(&e)));
+                delay
+            }
+        };
+        failures = failures.saturating_add(1);
+        match stop.recv_timeout(delay) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
+}
+
+fn backoff(t: Tuning, failures: u32) -> Duration {
+    t.backoff_min.saturating_mul(1u32 << failures.min(16)).min(t.backoff_max)
+}
+
+fn stopped(stop: &Receiver<()>) -> bool {
+    !matches!(stop.try_recv(), Err(TryRecvError::Empty))
+}
+
+/// An open long connection.
+struct Opened {
+    socket: Socket,
+    config: ClientConfig,
+    /// The URL's `service_id`, copied into every ping.
+    service: i32,
+}
+
+/// Endpoint call, bot identity (once), WebSocket handshake.
+fn connect(
+    session: &Session,
+    api: &Api,
+    tag: &str,
+    bot_open_id: &mut Option<String>,
+) -> Result<Opened, ConnectError> {
+    let creds = &session.creds;
+    let ep =
+        endpoint::fetch(api.http(), &creds.base_url, &creds.app_id, creds.app_secret.expose())?;
+    if bot_open_id.is_none() {
+        match api.bot_info(creds) {
+            Ok(bot) => {
+                log::info!("{tag} bot \"{}\" has open_id {}", bot.name, bot.open_id);
+                *bot_open_id = Some(bot.open_id);
+            }
+            Err(e) => log::warn!(
+                "{tag} cannot read the bot's identity ({e}); group @-mentions are matched loosely until it can"
+            ),
+        }
+    }
+    let socket = open_socket(&ep.url, session.tuning)?;
+    log::info!(
+        "{tag} long connection open to {} (conn_id {}, ping every {}s)",
+        endpoint::safe_url(&ep.url),
+        endpoint::device_id(&ep.url),
+        ep.config.ping_interval.as_secs()
+    );
+    Ok(Opened { socket, config: ep.config, service: endpoint::service_id(&ep.url) })
+}
+
+fn io_to_connect(e: io::Error) -> ConnectError {
+    ConnectError::Network(e.to_string())
+}
+
+fn open_socket(url: &str, tuning: Tuning) -> Result<Socket, ConnectError> {
+    let uri: tungstenite::http::Uri = url
+        .parse()
+        .map_err(|_| ConnectError::Protocol("endpoint returned an unparsable URL".into()))?;
+    let host =
+        uri.host().ok_or_else(|| ConnectError::Protocol("endpoint URL has no host".into()))?;
+    let tls = match uri.scheme_str() {
+        Some("wss") => true,
+        Some("ws") => false,
+        _ => return Err(ConnectError::Protocol("endpoint URL is not ws:// or wss://".into())),
+    };
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
+    let mut tcp = None;
+    for addr in (host, port).to_socket_addrs().map_err(io_to_connect)? {
+        match TcpStream::connect_timeout(&addr, tuning.connect_timeout) {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let tcp = tcp.ok_or_else(|| io_to_connect(last))?;
+    tcp.set_read_timeout(Some(tuning.connect_timeout)).map_err(io_to_connect)?;
+    tcp.set_write_timeout(Some(tuning.connect_timeout)).map_err(io_to_connect)?;
+    tcp.set_nodelay(true).map_err(io_to_connect)?;
+    let config =
+        WebSocketConfig::default().max_message_size(Some(16 << 20)).max_frame_size(Some(16 << 20));
+    let (mut socket, _) = tungstenite::client_tls_with_config(url, tcp, Some(config), None)
+        .map_err(|e| match e {
+            HandshakeError::Failure(tungstenite::Error::Http(resp)) => {
+                let header = |k: &str| {
+                    resp.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned)
+                };
+                ConnectError::Handshake {
+                    http: resp.status().as_u16(),
+                    status: header("handshake-status").and_then(|v| v.trim().parse().ok()),
+                    auth_code: header("handshake-autherrcode").and_then(|v| v.trim().parse().ok()),
+                    msg: header("handshake-msg").unwrap_or_default(),
+                }
+            }
+            HandshakeError::Failure(tungstenite::Error::Io(e)) => io_to_connect(e),
+            HandshakeError::Failure(tungstenite::Error::Tls(e)) => {
+                ConnectError::Network(format!("TLS: {e}"))
+            }
+            HandshakeError::Failure(other) => {
+                ConnectError::Protocol(format!("WebSocket handshake: {other}"))
+            }
+            HandshakeError::Interrupted(_) => {
+                ConnectError::Network("WebSocket handshake timed out".into())
+            }
+        })?;
+    set_read_timeout(&mut socket, tuning.tick).map_err(io_to_connect)?;
+    Ok(socket)
+}
+
+fn set_read_timeout(socket: &mut Socket, d: Duration) -> io::Result<()> {
+    match socket.get_mut() {
+        MaybeTlsStream::Plain(s) => s.set_read_timeout(Some(d)),
+        MaybeTlsStream::NativeTls(s) => s.get_mut().set_read_timeout(Some(d)),
+        _ => Ok(()),
+    }
+}
+
+/// How long after a ping an answer (pong or any frame) must arrive.
+fn pong_timeout(ping_interval: Duration) -> Duration {
+    (ping_interval / 2).clamp(Duration::from_secs(2), Duration::from_secs(30))
+}
+
+struct Conn<'a> {
+    session: &'a Session,
+    store: &'a mut dyn InboundStore,
+    stop: &'a Receiver<()>,
+    report: &'a dyn Fn(Update),
+    tag: &'a str,
+    bot_open_id: Option<&'a str>,
+}
+
+impl Conn<'_> {
+    fn read_loop(&mut self, Opened { mut socket, mut config, service }: Opened) -> End {
+        let mut reassembler = Reassembler::new(Limits::default());
+        let ping = WsMessage::Binary(Frame::ping(service).encode().into());
+        let mut next_ping = Instant::now();
+        let mut awaiting: Option<Instant> = None;
+        loop {
+            if stopped(self.stop) {
+                let _ = socket.close(None);
+                let _ = socket.flush();
+                log::info!("{} long connection closed", self.tag);
+                return End::Stopped;
+            }
+            let now = Instant::now();
+            if now >= next_ping {
+                if let Err(e) = socket.send(ping.clone()) {
+                    return End::Lost(LastError::new(
+                        "connection_lost",
+                        format!("ping failed: {e}"),
+                    ));
+                }
+                awaiting.get_or_insert(now);
+                next_ping = now + config.ping_interval;
+            }
+            if let Some(since) = awaiting
+                && now.duration_since(since) > pong_timeout(config.ping_interval)
+            {
+                let _ = set_read_timeout(&mut socket, Duration::from_millis(1));
+                return End::Lost(LastError::new(
+                    "dead_connection",
+                    format!(
+                        "no answer from Feishu within {}s of a ping",
+                        pong_timeout(config.ping_interval).as_secs()
+                    ),
+                ));
+            }
+            match socket.read() {
+                Ok(msg) => {
+                    awaiting = None;
+                    if let WsMessage::Binary(bytes) = msg {
+                        if let Err(end) =
+                            self.on_frame(&mut socket, &bytes, &mut config, &mut reassembler)
+                        {
+                            return end;
+                        }
+                    } else if let WsMessage::Close(frame) = msg {
+                        let why = frame
+                            .map(|f| format!("{} {}", u16::from(f.code), f.reason))
+                            .unwrap_or_default();
+                        return End::Lost(LastError::new(
+                            "connection_lost",
+                            format!("closed by Feishu {why}"),
+                        ));
+                    }
+                }
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                {
+                    reassembler.expire(Instant::now());
+                }
+                Err(e) => return End::Lost(LastError::new("connection_lost", e.to_string())),
+            }
+        }
+    }
+
+    /// Handles one binary WebSocket message. `Err` ends the connection.
+    fn on_frame(
+        &mut self,
+        socket: &mut Socket,
+        bytes: &[u8],
+        config: &mut ClientConfig,
+        reassembler: &mut Reassembler,
+    ) -> Result<(), End> {
+        let received = Instant::now();
+        let frame = match Frame::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("{} undecodable frame ({} bytes) ignored: {e}", self.tag, bytes.len());
+                return Ok(());
+            }
+        };
+        let kind = frame.header("type").unwrap_or_default();
+        match (frame.method, kind) {
+            (METHOD_CONTROL, "pong") => {
+                if let Some(p) = frame.payload.as_deref().filter(|p| !p.is_empty()) {
+                    match serde_json::from_slice::<Value>(p) {
+                        Ok(v) => config.apply(&v),
+                        Err(e) => {
+                            log::debug!("{} pong with a payload that is not JSON: {e}", self.tag)
+                        }
+                    }
+                }
+                Ok(())
+            }
+            (METHOD_CONTROL, _) => Ok(()),
+            (METHOD_DATA, "event") => {
+                let id = frame.header("message_id").unwrap_or_default().to_owned();
+                let (sum, seq) =
+                    (frame.header("sum").unwrap_or(""), frame.header("seq").unwrap_or(""));
+                let payload = frame.payload.clone().unwrap_or_default();
+                match reassembler.push(&id, sum, seq, payload, received) {
+                    Ok(Some(whole)) => {
+                        let code = self.on_event(&whole);
+                        self.ack(socket, frame, code, received)
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => {
+                        log::warn!("{} fragment of push {id} dropped: {e}", self.tag);
+                        Ok(())
+                    }
+                }
+            }
+            (METHOD_DATA, other) => {
+                log::debug!("{} data frame of type {other:?} ignored", self.tag);
+                Ok(())
+            }
+            (method, _) => {
+                log::warn!("{} frame with unknown method {method} ignored", self.tag);
+                Ok(())
+            }
+        }
+    }
+
+    fn ack(
+        &mut self,
+        socket: &mut Socket,
+        mut frame: Frame,
+        code: u16,
+        received: Instant,
+    ) -> Result<(), End> {
+        frame.headers.push(("biz_rt".into(), received.elapsed().as_millis().to_string()));
+        frame.payload = Some(format!("{{\"code\":{code}}}").into_bytes());
+        socket
+            .send(WsMessage::Binary(frame.encode().into()))
+            .map_err(|e| End::Lost(LastError::new("connection_lost", format!("ack failed: {e}"))))
+    }
+
+    /// Decides what to do with one complete event; returns the ack code.
+    fn on_event(&mut self, payload: &[u8]) -> u16 {
+        (self.report)(Update::EventSeen(now_ms()));
+        let routing = self.session.routing.read().expect("routing lock").clone();
+        let ctx = event::Context {
+            bot_open_id: self.bot_open_id,
+            group_policy: routing.group_policy,
+            max_age_ms: self.session.max_message_age.as_millis() as u64,
+            now_ms: now_ms(),
+            encrypt_key: self.session.encrypt_key.expose(),
+            verification_token: self.session.verification_token.expose(),
+        };
+        let tag = self.tag;
+        match event::parse(payload, &ctx) {
+            Ok(Outcome::Message(msg)) => self.store(&msg, &routing),
+            Ok(Outcome::NonText(m)) => {
+                log::info!(
+                    "{tag} {} message {} not forwarded (only text and post are)",
+                    m.msg_type,
+                    m.message_id
+                );
+                200
+            }
+            Ok(Outcome::Skipped { event_id, reason: event::Skip::TokenMismatch }) => {
+                log::warn!(
+                    "{tag} event {event_id} dropped: its verification token differs from the channel's verification_token"
+                );
+                200
+            }
+            Ok(Outcome::Skipped { event_id, reason }) => {
+                log::debug!("{tag} event {event_id} skipped: {}", reason.as_str());
+                200
+            }
+            Err(e) => {
+                log::warn!("{tag} {e}; acknowledged and dropped");
+                200
+            }
+        }
+    }
+
+    /// Stores with retries inside Feishu's 3 s ack budget.
+    fn store(&mut self, msg: &event::Message, routing: &Routing) -> u16 {
+        let deadline = Instant::now() + self.session.tuning.store_budget;
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match self.store.store(msg, routing) {
+                Ok(fresh) => {
+                    log::info!(
+                        "{} message {} from {} in {} {} (event {})",
+                        self.tag,
+                        msg.message_id,
+                        msg.sender.open_id.as_deref().unwrap_or("?"),
+                        msg.chat_type,
+                        if fresh { "stored" } else { "was already stored" },
+                        msg.event_id
+                    );
+                    return 200;
+                }
+                Err(e) if Instant::now() + wait >= deadline => {
+                    log::warn!(
+                        "{} message {} not stored ({e}); not acknowledged, Feishu will deliver it again",
+                        self.tag,
+                        msg.message_id
+                    );
+                    return 500;
+                }
+                Err(_) => {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_millis(400));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap() {
+        let t = Tuning::default();
+        assert_eq!(backoff(t, 0), Duration::from_secs(1));
+        assert_eq!(backoff(t, 3), Duration::from_secs(8));
+        assert_eq!(backoff(t, 6), Duration::from_secs(60));
+        assert_eq!(backoff(t, 40), Duration::from_secs(60));
+        for _ in 0..100 {
+            let j = jitter(Duration::from_secs(10));
+            assert!(j >= Duration::from_secs(5) && j <= Duration::from_secs(10), "{j:?}");
+        }
+    }
+
+    #[test]
+    fn pong_timeout_is_bounded() {
+        assert_eq!(pong_timeout(Duration::from_secs(1)), Duration::from_secs(2));
+        assert_eq!(pong_timeout(Duration::from_secs(20)), Duration::from_secs(10));
+        assert_eq!(pong_timeout(Duration::from_secs(120)), Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,10 @@
+//! asktable-feishu-gateway: connects Feishu/Lark bots to AskTable through Redis.
+//!
+//! See ARCHITECTURE.md for the code map and the invariants.
+
+pub mod bridge;
+pub mod channel;
+pub mod config;
+pub mod feishu;
+pub mod logging;
+pub mod supervisor;

@@ -1,0 +1,85 @@
+//! The `asktable-feishu-gateway` command.
+
+use std::process::ExitCode;
+
+use asktable_feishu_gateway::config::Config;
+use asktable_feishu_gateway::feishu::conn::Tuning;
+use asktable_feishu_gateway::logging;
+use asktable_feishu_gateway::supervisor::{Signal, Supervisor};
+
+const USAGE: &str = "\
+asktable-feishu-gateway: connects Feishu/Lark bots to AskTable through Redis
+
+Usage:
+  asktable-feishu-gateway [run]     run the gateway (the default)
+  asktable-feishu-gateway --version print the version
+  asktable-feishu-gateway --help    print this help
+
+Settings come from the environment (REDIS_URL, GATEWAY_INSTANCE_ID, ...);
+see README.md. Channels are configured by AskTable Server in Redis.
+";
+
+#[allow(clippy::print_stdout, clippy::print_stderr)] // the CLI's own output
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] | ["run"] => run(),
+        ["--version" | "-V" | "version"] => {
+            println!("asktable-feishu-gateway {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        ["--help" | "-h" | "help"] => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("asktable-feishu-gateway: unknown arguments {other:?}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[allow(clippy::print_stderr)] // before the logger exists
+fn run() -> ExitCode {
+    let cfg = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("asktable-feishu-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init();
+    let signals = match signal_thread() {
+        Ok(rx) => rx,
+        Err(e) => {
+            log::error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match Supervisor::new(cfg, Tuning::default()) {
+        Ok(sup) => {
+            sup.run(signals);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Forwards SIGTERM/SIGINT/SIGHUP to the supervisor.
+fn signal_thread() -> std::io::Result<crossbeam_channel::Receiver<Signal>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    let (tx, rx) = crossbeam_channel::bounded(16);
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for sig in signals.forever() {
+            let s = if sig == SIGHUP { Signal::Reload } else { Signal::Terminate };
+            if tx.send(s).is_err() {
+                break;
+            }
+        }
+    })?;
+    Ok(rx)
+}

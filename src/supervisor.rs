@@ -1,0 +1,527 @@
+//! The main loop: owns the channel registry, reconciles it with the config
+//! in Redis, starts and stops one connection thread per channel, and writes
+//! status and heartbeat keys.
+//!
+//! Everything arrives as one closed [`Event`]; no other thread changes the
+//! registry. Every thread is named, owned here and joined. A panic in a
+//! channel's thread restarts that channel only.
+
+use crossbeam_channel::{Receiver, Sender, bounded, select, tick};
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, RwLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::bridge::contract::{self, State};
+use crate::bridge::store::{InboundWriter, Store, describe};
+use crate::bridge::watch::{self, WatchEvent};
+use crate::channel::ChannelConfig;
+use crate::config::Config;
+use crate::feishu::api::{Api, AppCreds};
+use crate::feishu::conn::{self, LastError, Session, Tuning, Update, now_ms};
+use crate::feishu::http::Http;
+
+/// Signals the supervisor reacts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM or SIGINT: stop.
+    Terminate,
+    /// SIGHUP: re-read the config now.
+    Reload,
+}
+
+/// Everything the main loop reacts to.
+#[derive(Debug)]
+pub enum Event {
+    Watch(WatchEvent),
+    Session { channel_id: String, generation: u64, update: Update },
+    Exited { channel_id: String, generation: u64, panic: Option<String> },
+    Signal(Signal),
+    Tick,
+}
+
+/// How long shutdown waits for connection threads.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+const PANIC_RESTART_DELAY: Duration = Duration::from_secs(1);
+
+struct Running {
+    generation: u64,
+    /// Dropping it tells the thread to stop.
+    stop: Sender<()>,
+    handle: JoinHandle<()>,
+    routing: Arc<RwLock<crate::channel::Routing>>,
+    config: ChannelConfig,
+}
+
+struct Channel {
+    /// The last config read, or why it is unusable.
+    config: Result<ChannelConfig, String>,
+    state: State,
+    since: u64,
+    last_error: Option<LastError>,
+    last_event_at: Option<u64>,
+    run: Option<Running>,
+    restart_at: Option<Instant>,
+}
+
+/// The gateway's main loop and its state.
+pub struct Supervisor {
+    cfg: Config,
+    client: redis::Client,
+    store: Store,
+    api: Arc<Api>,
+    tuning: Tuning,
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
+    channels: BTreeMap<String, Channel>,
+    stopping: HashMap<u64, JoinHandle<()>>,
+    next_gen: u64,
+    redis_ok: Option<bool>,
+    started_at: u64,
+    next_reload: Instant,
+    reload_failures: u32,
+    next_status: Instant,
+    next_heartbeat: Instant,
+}
+
+impl Supervisor {
+    pub fn new(cfg: Config, tuning: Tuning) -> Result<Supervisor, String> {
+        let client = redis::Client::open(cfg.redis_url.as_str())
+            .map_err(|e| format!("REDIS_URL: {}", describe(&e)))?;
+        let (tx, rx) = bounded(4096);
+        let now = Instant::now();
+        Ok(Supervisor {
+            store: Store::new(client.clone()),
+            client,
+            api: Arc::new(Api::new(Http::new(Duration::from_secs(10)))),
+            tuning,
+            tx,
+            rx,
+            channels: BTreeMap::new(),
+            stopping: HashMap::new(),
+            next_gen: 1,
+            redis_ok: None,
+            started_at: now_ms(),
+            next_reload: now,
+            reload_failures: 0,
+            next_status: now,
+            next_heartbeat: now,
+            cfg,
+        })
+    }
+
+    /// Runs until SIGTERM/SIGINT (delivered through `signals`).
+    pub fn run(mut self, signals: Receiver<Signal>) {
+        let (watch_tx, watch_rx) = bounded(64);
+        let (watch_stop_tx, watch_stop_rx) = bounded::<()>(1);
+        let client = self.client.clone();
+        let watcher = thread::Builder::new()
+            .name("config-watch".into())
+            .spawn(move || watch::run(client, watch_tx, watch_stop_rx))
+            .expect("spawn config-watch thread");
+        let ticker = tick(Duration::from_millis(250));
+        log::info!(
+            "Feishu Gateway running: instance {}, version {}, redis {}",
+            self.cfg.instance_id,
+            env!("CARGO_PKG_VERSION"),
+            self.cfg.redis_url_for_logs()
+        );
+        loop {
+            let event = select! {
+                recv(self.rx) -> e => e.expect("supervisor holds a sender"),
+                recv(watch_rx) -> e => match e {
+                    Ok(w) => Event::Watch(w),
+                    Err(_) => Event::Tick,
+                },
+                recv(signals) -> s => Event::Signal(s.unwrap_or(Signal::Terminate)),
+                recv(ticker) -> _ => Event::Tick,
+            };
+            if let Event::Signal(Signal::Terminate) = event {
+                break;
+            }
+            self.handle(event);
+        }
+        drop(watch_stop_tx);
+        self.shutdown();
+        let _ = watcher.join();
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Watch(WatchEvent::Changed(id)) => {
+                log::debug!("config change announced for {id}");
+                self.reload();
+            }
+            Event::Watch(WatchEvent::Subscribed) => {
+                log::debug!("subscribed to {}", contract::CONFIG_CHANGED);
+                self.reload();
+            }
+            Event::Watch(WatchEvent::Lost(e)) => log::debug!("config subscription lost: {e}"),
+            Event::Signal(Signal::Reload) => {
+                log::info!("SIGHUP: re-reading channel configuration");
+                self.reload();
+            }
+            Event::Signal(Signal::Terminate) => {}
+            Event::Session { channel_id, generation, update } => {
+                self.on_update(&channel_id, generation, update)
+            }
+            Event::Exited { channel_id, generation, panic } => {
+                self.on_exit(&channel_id, generation, panic)
+            }
+            Event::Tick => self.on_tick(),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.restart_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let ch = self.channels.get_mut(&id).expect("listed above");
+            ch.restart_at = None;
+            if let Ok(cfg) = ch.config.clone()
+                && cfg.enabled
+                && ch.run.is_none()
+            {
+                self.start(cfg);
+            }
+        }
+        if now >= self.next_reload {
+            self.reload();
+        }
+        if now >= self.next_status {
+            self.next_status = now + Duration::from_secs(self.cfg.status_ttl / 3);
+            let ids: Vec<String> = self.channels.keys().cloned().collect();
+            for id in ids {
+                self.write_status(&id);
+            }
+        }
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + HEARTBEAT_EVERY;
+            let ids: Vec<&str> = self.channels.keys().map(String::as_str).collect();
+            let json = contract::heartbeat_json(
+                &self.cfg.instance_id,
+                std::process::id(),
+                self.started_at,
+                &ids,
+                now_ms(),
+            );
+            let result = self.store.write_heartbeat(&self.cfg.instance_id, &json);
+            self.note_redis(result.map(|_| ()));
+        }
+    }
+
+    /// Logs Redis reachability once per change, not once per attempt.
+    fn note_redis(&mut self, result: redis::RedisResult<()>) -> bool {
+        let ok = result.is_ok();
+        if self.redis_ok != Some(ok) {
+            match &result {
+                Ok(()) if self.redis_ok.is_some() => log::info!("Redis is reachable again"),
+                Ok(()) => log::info!("connected to Redis"),
+                Err(e) => log::error!(
+                    "Redis at {} is unreachable: {}; retrying in the background",
+                    self.cfg.redis_url_for_logs(),
+                    describe(e)
+                ),
+            }
+            self.redis_ok = Some(ok);
+        }
+        ok
+    }
+
+    /// Re-reads the config hash and reconciles. On failure retries with backoff.
+    fn reload(&mut self) {
+        let now = Instant::now();
+        match self.store.read_configs() {
+            Ok(entries) => {
+                self.note_redis(Ok(()));
+                self.reload_failures = 0;
+                self.next_reload = now + self.cfg.config_refresh;
+                self.reconcile(entries);
+            }
+            Err(e) => {
+                self.note_redis(Err(e));
+                let backoff = Duration::from_millis(500) * (1u32 << self.reload_failures.min(6));
+                self.reload_failures += 1;
+                self.next_reload = now + backoff.min(self.cfg.config_refresh);
+            }
+        }
+    }
+
+    fn reconcile(&mut self, entries: Vec<(String, Vec<u8>)>) {
+        let mut parsed: BTreeMap<String, Result<ChannelConfig, String>> = entries
+            .into_iter()
+            .map(|(id, raw)| (id.clone(), contract::parse_channel_config(&id, &raw)))
+            .collect();
+        // One app, one channel: the running owner keeps it, else the lowest channel id.
+        let mut owner: HashMap<String, String> = HashMap::new();
+        for (id, ch) in &self.channels {
+            if let (Some(run), Some(Ok(new))) = (&ch.run, parsed.get(id))
+                && new.enabled
+                && new.app_id == run.config.app_id
+            {
+                owner.insert(new.app_id.clone(), id.clone());
+            }
+        }
+        for (id, cfg) in parsed.iter_mut() {
+            let Ok(c) = cfg else { continue };
+            if !c.enabled {
+                continue;
+            }
+            let holder = owner.entry(c.app_id.clone()).or_insert_with(|| id.clone());
+            if holder != id {
+                *cfg = Err(format!("app_id {} is already used by channel {holder}", c.app_id));
+            }
+        }
+        let removed: Vec<String> =
+            self.channels.keys().filter(|id| !parsed.contains_key(*id)).cloned().collect();
+        for id in removed {
+            log::info!("[{id}] channel removed from the configuration; closing its connection");
+            self.stop(&id);
+            self.channels.remove(&id);
+            let result = self.store.clear_status(&id, &self.cfg.instance_id);
+            self.note_redis(result);
+        }
+        for (id, cfg) in parsed {
+            self.apply(&id, cfg);
+        }
+    }
+
+    fn apply(&mut self, id: &str, cfg: Result<ChannelConfig, String>) {
+        let ch = self.channels.entry(id.to_owned()).or_insert_with(|| Channel {
+            config: Err(String::new()),
+            state: State::Connecting,
+            since: now_ms(),
+            last_error: None,
+            last_event_at: None,
+            run: None,
+            restart_at: None,
+        });
+        let unchanged = ch.config == cfg;
+        ch.config = cfg.clone();
+        match cfg {
+            Err(problem) => {
+                if !unchanged {
+                    log::error!("[{id}] channel configuration rejected: {problem}");
+                }
+                self.stop(id);
+                self.set_state(id, State::Error, Some(LastError::new("config_invalid", problem)));
+            }
+            Ok(c) if !c.enabled => {
+                if !unchanged {
+                    log::info!("[{id} {}] channel disabled", c.app_id);
+                }
+                self.stop(id);
+                self.set_state(id, State::Disabled, None);
+            }
+            Ok(c) => {
+                let ch = self.channels.get_mut(id).expect("inserted above");
+                match &mut ch.run {
+                    Some(run) if run.config.needs_reconnect(&c) => {
+                        log::info!(
+                            "[{id} {}] credentials, keys or domain changed; reconnecting",
+                            c.app_id
+                        );
+                        self.stop(id);
+                        self.start(c);
+                    }
+                    Some(run) => {
+                        if run.config.routing != c.routing {
+                            log::info!(
+                                "[{id} {}] agent, project or group policy changed; applied in place",
+                                c.app_id
+                            );
+                            *run.routing.write().expect("routing lock") = c.routing.clone();
+                        }
+                        run.config = c;
+                    }
+                    None if ch.restart_at.is_some() => {}
+                    None => self.start(c),
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, cfg: ChannelConfig) {
+        let generation = self.next_gen;
+        self.next_gen += 1;
+        let id = cfg.channel_id.clone();
+        let base_url =
+            self.cfg.feishu_base_url.clone().unwrap_or_else(|| cfg.domain.base_url().to_owned());
+        let routing = Arc::new(RwLock::new(cfg.routing.clone()));
+        let session = Session {
+            channel_id: id.clone(),
+            creds: AppCreds {
+                base_url,
+                app_id: cfg.app_id.clone(),
+                app_secret: cfg.app_secret.clone(),
+            },
+            encrypt_key: cfg.encrypt_key.clone(),
+            verification_token: cfg.verification_token.clone(),
+            routing: routing.clone(),
+            max_message_age: self.cfg.max_message_age,
+            tuning: self.tuning,
+        };
+        let writer = InboundWriter {
+            store: Store::new(self.client.clone()),
+            channel_id: id.clone(),
+            app_id: cfg.app_id.clone(),
+            dedup_ttl: self.cfg.dedup_ttl,
+        };
+        let (stop_tx, stop_rx) = bounded::<()>(1);
+        let (tx, api, thread_id) = (self.tx.clone(), self.api.clone(), id.clone());
+        let spawned = thread::Builder::new().name(format!("feishu-{id}")).spawn(move || {
+            let mut writer = writer;
+            let report = |update| {
+                let _ =
+                    tx.send(Event::Session { channel_id: thread_id.clone(), generation, update });
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                conn::run(&session, &api, &mut writer, &stop_rx, &report)
+            }));
+            let panic = result.err().map(|p| {
+                p.downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into())
+            });
+            let _ = tx.send(Event::Exited { channel_id: thread_id, generation, panic });
+        });
+        let ch = self.channels.get_mut(&id).expect("channel exists before start");
+        match spawned {
+            Ok(handle) => {
+                ch.run = Some(Running { generation, stop: stop_tx, handle, routing, config: cfg })
+            }
+            Err(e) => {
+                log::error!("[{id}] cannot start a thread: {e}; retrying");
+                ch.restart_at = Some(Instant::now() + PANIC_RESTART_DELAY);
+            }
+        }
+    }
+
+    /// Asks a channel's thread to stop; it is joined when it has exited.
+    fn stop(&mut self, id: &str) {
+        if let Some(run) = self.channels.get_mut(id).and_then(|c| c.run.take()) {
+            drop(run.stop);
+            self.stopping.insert(run.generation, run.handle);
+        }
+    }
+
+    fn on_update(&mut self, id: &str, generation: u64, update: Update) {
+        let Some(ch) = self.channels.get_mut(id) else { return };
+        if ch.run.as_ref().map(|r| r.generation) != Some(generation) {
+            return; // from a thread that is being stopped
+        }
+        match update {
+            Update::EventSeen(at) => ch.last_event_at = Some(at),
+            Update::Connecting => self.set_state(id, State::Connecting, None),
+            Update::Connected => self.set_state(id, State::Connected, None),
+            Update::Disconnected(e) => self.set_state(id, State::Disconnected, Some(e)),
+            Update::Error(e) => self.set_state(id, State::Error, Some(e)),
+        }
+    }
+
+    fn on_exit(&mut self, id: &str, generation: u64, panic: Option<String>) {
+        if let Some(handle) = self.stopping.remove(&generation) {
+            let _ = handle.join();
+            return;
+        }
+        let Some(ch) = self.channels.get_mut(id) else { return };
+        if ch.run.as_ref().map(|r| r.generation) != Some(generation) {
+            return;
+        }
+        let run = ch.run.take().expect("checked above");
+        let _ = run.handle.join();
+        ch.restart_at = Some(Instant::now() + PANIC_RESTART_DELAY);
+        let why = panic.unwrap_or_else(|| "the connection thread ended unexpectedly".into());
+        log::error!("[{id}] connection thread failed: {why}; restarting this channel");
+        self.set_state(id, State::Error, Some(LastError::new("internal_error", why)));
+    }
+
+    fn set_state(&mut self, id: &str, state: State, error: Option<LastError>) {
+        let Some(ch) = self.channels.get_mut(id) else { return };
+        if ch.state == state && ch.last_error == error {
+            return;
+        }
+        let app = ch.config.as_ref().map(|c| c.app_id.as_str()).unwrap_or("-");
+        if ch.state != state {
+            ch.since = now_ms();
+            match &error {
+                Some(e) => log::info!("[{id} {app}] {} ({})", state.as_str(), e.code),
+                None => log::info!("[{id} {app}] {}", state.as_str()),
+            }
+        }
+        ch.state = state;
+        ch.last_error = error;
+        self.write_status(id);
+    }
+
+    fn write_status(&mut self, id: &str) {
+        let Some(ch) = self.channels.get(id) else { return };
+        let json = contract::status_json(&contract::Status {
+            channel_id: id,
+            app_id: ch.config.as_ref().ok().map(|c| c.app_id.as_str()),
+            state: ch.state,
+            since: ch.since,
+            last_event_at: ch.last_event_at,
+            last_error: ch.last_error.as_ref().map(|e| (e.code.as_str(), e.message.as_str())),
+            instance_id: &self.cfg.instance_id,
+            now_ms: now_ms(),
+        });
+        let connected = ch.state == State::Connected;
+        let result = self.store.write_status(
+            id,
+            &json,
+            connected,
+            &self.cfg.instance_id,
+            self.cfg.status_ttl,
+        );
+        self.note_redis(result.map(|_| ()));
+    }
+
+    /// Stops every channel, waits for the threads, reports and cleans up.
+    fn shutdown(&mut self) {
+        log::info!(
+            "shutting down: closing {} connection(s)",
+            self.channels.values().filter(|c| c.run.is_some()).count()
+        );
+        let ids: Vec<String> = self.channels.keys().cloned().collect();
+        for id in &ids {
+            self.stop(id);
+        }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while !self.stopping.is_empty() {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+            match self.rx.recv_timeout(left) {
+                Ok(Event::Exited { generation, .. }) => {
+                    if let Some(h) = self.stopping.remove(&generation) {
+                        let _ = h.join();
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        if !self.stopping.is_empty() {
+            log::warn!("{} connection thread(s) did not stop in time", self.stopping.len());
+        }
+        let stopped = LastError::new(
+            "gateway_stopped",
+            format!("gateway instance {} stopped", self.cfg.instance_id),
+        );
+        for id in &ids {
+            let keep = matches!(self.channels.get(id), Some(c) if matches!(c.state, State::Error | State::Disabled));
+            if !keep {
+                self.set_state(id, State::Disconnected, Some(stopped.clone()));
+            }
+        }
+        let _ = self.store.delete_heartbeat(&self.cfg.instance_id);
+        log::info!("Feishu Gateway stopped");
+    }
+}
