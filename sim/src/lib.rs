@@ -133,6 +133,7 @@ struct State {
     connects: HashMap<String, usize>,
     invalid_frames: usize,
     requests: Vec<Request>,
+    issued: Vec<String>,
 }
 
 struct Inner {
@@ -238,6 +239,11 @@ impl Sim {
     /// Frames from clients that did not decode.
     pub fn invalid_frames(&self) -> usize {
         self.inner.lock().invalid_frames
+    }
+
+    /// Every secret the simulator handed out: tickets, access keys, tenant tokens.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.inner.lock().issued.clone()
     }
 
     /// Every REST request received so far.
@@ -367,13 +373,13 @@ fn rest(inner: &Inner, req: Request) -> Response {
                     json!({"code": 1000040345, "msg": "app_id or app_secret is invalid"}),
                 ),
                 Some(_) => {
-                    let ticket = rand_hex(32);
+                    let (ticket, access_key) = (rand_hex(32), rand_hex(32));
                     st.tickets.insert(ticket.clone(), app_id);
+                    st.issued.extend([ticket.clone(), access_key.clone()]);
                     let url = format!(
-                        "ws://{}/ws/v2?fpid=493&aid=552564&device_id={}&access_key={}&service_id=33554678&ticket={ticket}",
+                        "ws://{}/ws/v2?fpid=493&aid=552564&device_id={}&access_key={access_key}&service_id=33554678&ticket={ticket}",
                         inner.ws_addr,
                         rand_u64() % 10_000_000_000,
-                        rand_hex(32)
                     );
                     Response::json(
                         200,
@@ -389,6 +395,7 @@ fn rest(inner: &Inner, req: Request) -> Response {
                 Some(app) if app.secret == secret => {
                     let token = format!("t-{}", rand_hex(40));
                     st.tokens.insert(token.clone(), app_id);
+                    st.issued.push(token.clone());
                     Response::json(
                         200,
                         json!({"code": 0, "msg": "ok", "tenant_access_token": token, "expire": inner.opts.token_expire}),

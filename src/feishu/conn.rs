@@ -349,18 +349,6 @@ impl Conn<'_> {
                 awaiting.get_or_insert(now);
                 next_ping = now + config.ping_interval;
             }
-            if let Some(since) = awaiting
-                && now.duration_since(since) > pong_timeout(config.ping_interval)
-            {
-                let _ = set_read_timeout(&mut socket, Duration::from_millis(1));
-                return End::Lost(LastError::new(
-                    "dead_connection",
-                    format!(
-                        "no answer from Feishu within {}s of a ping",
-                        pong_timeout(config.ping_interval).as_secs()
-                    ),
-                ));
-            }
             match socket.read() {
                 Ok(msg) => {
                     awaiting = None;
@@ -383,6 +371,15 @@ impl Conn<'_> {
                 Err(tungstenite::Error::Io(e))
                     if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
                 {
+                    // Judged only when nothing is waiting to be read, so time
+                    // spent storing an event never counts against Feishu.
+                    let limit = pong_timeout(config.ping_interval);
+                    if awaiting.is_some_and(|since| since.elapsed() > limit) {
+                        return End::Lost(LastError::new(
+                            "dead_connection",
+                            format!("no answer from Feishu within {}s of a ping", limit.as_secs()),
+                        ));
+                    }
                     reassembler.expire(Instant::now());
                 }
                 Err(e) => return End::Lost(LastError::new("connection_lost", e.to_string())),

@@ -40,16 +40,23 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    persistent: bool,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_with(false)
+    }
+
+    /// With an append-only file, so that data survives `restart`.
+    pub fn start_persistent() -> RedisServer {
+        RedisServer::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> RedisServer {
         for _ in 0..10 {
-            let mut r = RedisServer {
-                child: None,
-                port: free_port(),
-                dir: tempfile::tempdir().expect("temp dir"),
-            };
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut r = RedisServer { child: None, port: free_port(), dir, persistent };
             if r.spawn() {
                 return r;
             }
@@ -60,15 +67,12 @@ impl RedisServer {
     fn spawn(&mut self) -> bool {
         let log = File::create(self.dir.path().join("redis.log")).expect("redis log");
         let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
                 "--appendonly",
-                "no",
+                if self.persistent { "yes" } else { "no" },
+                "--appendfsync",
+                "always",
             ])
             .arg("--dir")
             .arg(self.dir.path())
