@@ -19,7 +19,7 @@ use crate::bridge::watch::{self, WatchEvent};
 use crate::channel::ChannelConfig;
 use crate::config::Config;
 use crate::feishu::api::{Api, AppCreds};
-use crate::feishu::conn::{self, LastError, Session, Tuning, Update, now_ms};
+use crate::feishu::conn::{self, InboundStore, LastError, Session, Tuning, Update, now_ms};
 use crate::feishu::http::Http;
 
 /// Signals the supervisor reacts to.
@@ -40,6 +40,10 @@ pub enum Event {
     Signal(Signal),
     Tick,
 }
+
+/// The body of a channel's thread: [`conn::run`] in production; tests may
+/// substitute their own (e.g. one that panics) to exercise the supervisor.
+pub type Runner = fn(&Session, &Api, &mut dyn InboundStore, &Receiver<()>, &dyn Fn(Update));
 
 /// How long shutdown waits for connection threads.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -73,6 +77,7 @@ pub struct Supervisor {
     store: Store,
     api: Arc<Api>,
     tuning: Tuning,
+    runner: Runner,
     tx: Sender<Event>,
     rx: Receiver<Event>,
     channels: BTreeMap<String, Channel>,
@@ -97,6 +102,7 @@ impl Supervisor {
             client,
             api: Arc::new(Api::new(Http::new(Duration::from_secs(10)))),
             tuning,
+            runner: conn::run,
             tx,
             rx,
             channels: BTreeMap::new(),
@@ -110,6 +116,12 @@ impl Supervisor {
             next_heartbeat: now,
             cfg,
         })
+    }
+
+    /// Replaces the body of channel threads (for tests).
+    pub fn with_runner(mut self, runner: Runner) -> Supervisor {
+        self.runner = runner;
+        self
     }
 
     /// Runs until SIGTERM/SIGINT (delivered through `signals`).
@@ -375,7 +387,8 @@ impl Supervisor {
             dedup_ttl: self.cfg.dedup_ttl,
         };
         let (stop_tx, stop_rx) = bounded::<()>(1);
-        let (tx, api, thread_id) = (self.tx.clone(), self.api.clone(), id.clone());
+        let (tx, api, thread_id, runner) =
+            (self.tx.clone(), self.api.clone(), id.clone(), self.runner);
         let spawned = thread::Builder::new().name(format!("feishu-{id}")).spawn(move || {
             let mut writer = writer;
             let report = |update| {
@@ -383,7 +396,7 @@ impl Supervisor {
                     tx.send(Event::Session { channel_id: thread_id.clone(), generation, update });
             };
             let result = catch_unwind(AssertUnwindSafe(|| {
-                conn::run(&session, &api, &mut writer, &stop_rx, &report)
+                runner(&session, &api, &mut writer, &stop_rx, &report)
             }));
             let panic = result.err().map(|p| {
                 p.downcast_ref::<&str>()

@@ -21,7 +21,7 @@ fn wrong_secret_is_an_error_while_another_channel_works() {
     let mut con = redis.con();
     put_channel(&mut con, "ch_bad", &channel("ch_bad", APP_A, "not-the-secret"));
     put_channel(&mut con, "ch_1good", &channel("ch_1good", APP_B, SECRET_B));
-    let gw = Gateway::start(&redis.url(), &sim, "gw-1", &[]);
+    let gw = start_gateway(&redis.url(), &sim, "gw-1", &[]);
     assert!(sim.wait_connections(APP_B, 1, SECS(10)));
     assert!(
         wait_for(SECS(5), || state(&mut con, "ch_bad").as_deref() == Some("error")),
@@ -53,7 +53,7 @@ fn secret_change_announced_by_publish_reconnects() {
     let mut con = redis.con();
     put_channel(&mut con, "ch_1", &channel("ch_1", APP_A, SECRET_A));
     // No periodic re-read during the test: only the notification can trigger it.
-    let gw = Gateway::start(&redis.url(), &sim, "gw-1", &[("CONFIG_REFRESH_INTERVAL", "3600")]);
+    let gw = start_gateway(&redis.url(), &sim, "gw-1", &[("CONFIG_REFRESH_INTERVAL", "3600")]);
     assert!(sim.wait_connections(APP_A, 1, SECS(10)));
     assert!(gw.wait_log("subscribed to at:channel:config:feishu:changed", SECS(5)));
     sim.set_secret(APP_A, "rotated-secret-77");
@@ -77,7 +77,7 @@ fn removed_and_disabled_channels_close_their_connections() {
     let mut con = redis.con();
     put_channel(&mut con, "ch_a", &channel("ch_a", APP_A, SECRET_A));
     put_channel(&mut con, "ch_b", &channel("ch_b", APP_B, SECRET_B));
-    let gw = Gateway::start(&redis.url(), &sim, "gw-1", &[("CONFIG_REFRESH_INTERVAL", "3600")]);
+    let gw = start_gateway(&redis.url(), &sim, "gw-1", &[("CONFIG_REFRESH_INTERVAL", "3600")]);
     assert!(sim.wait_connections(APP_A, 1, SECS(10)) && sim.wait_connections(APP_B, 1, SECS(10)));
     assert!(wait_for(SECS(5), || state(&mut con, "ch_a").as_deref() == Some("connected")));
 
@@ -109,7 +109,7 @@ fn bad_config_entries_only_affect_their_own_channel() {
     put_raw_channel(&mut con, "ch_json", "{\"app_id\": \"cli_x\", ");
     put_channel(&mut con, "ch_nosecret", &json!({"app_id": "cli_y"}));
     put_channel(&mut con, "ch_2dup", &channel("ch_2dup", APP_A, SECRET_A));
-    let gw = Gateway::start(&redis.url(), &sim, "gw-1", &[]);
+    let gw = start_gateway(&redis.url(), &sim, "gw-1", &[]);
     assert!(sim.wait_connections(APP_A, 1, SECS(10)));
     let expect = [
         ("ch_json", "not valid JSON"),
@@ -142,7 +142,7 @@ fn redis_restart_while_running_loses_and_duplicates_nothing() {
     sim.add_app(APP_A, SECRET_A);
     let mut con = redis.con();
     put_channel(&mut con, "ch_1", &channel("ch_1", APP_A, SECRET_A));
-    let gw = Gateway::start(&redis.url(), &sim, "gw-1", &[]);
+    let gw = start_gateway(&redis.url(), &sim, "gw-1", &[]);
     assert!(sim.wait_connections(APP_A, 1, SECS(10)));
     let before = sim.push_event(APP_A, &MessageEvent::text(APP_A, "before the outage").json());
     assert!(sim.wait_acked(before, SECS(5)));
@@ -181,7 +181,7 @@ fn redis_unreachable_at_start_is_retried() {
     sim.add_app(APP_A, SECRET_A);
     put_channel(&mut redis.con(), "ch_1", &channel("ch_1", APP_A, SECRET_A));
     redis.stop();
-    let gw = Gateway::start(&redis.url(), &sim, "gw-1", &[]);
+    let gw = start_gateway(&redis.url(), &sim, "gw-1", &[]);
     assert!(gw.wait_log("is unreachable", SECS(5)));
     std::thread::sleep(SECS(2));
     redis.restart();
@@ -196,7 +196,7 @@ fn periodic_refresh_and_sighup_pick_up_unannounced_changes() {
     sim.add_app(APP_A, SECRET_A);
     sim.add_app(APP_B, SECRET_B);
     let mut con = redis.con();
-    let gw = Gateway::start(&redis.url(), &sim, "gw-1", &[("CONFIG_REFRESH_INTERVAL", "3600")]);
+    let gw = start_gateway(&redis.url(), &sim, "gw-1", &[("CONFIG_REFRESH_INTERVAL", "3600")]);
     assert!(gw.wait_log("subscribed to", SECS(5)));
     let raw = channel("ch_a", APP_A, SECRET_A).to_string();
     redis::cmd("HSET")
@@ -210,7 +210,7 @@ fn periodic_refresh_and_sighup_pick_up_unannounced_changes() {
     gw.signal("HUP");
     assert!(sim.wait_connections(APP_A, 1, SECS(10)), "{}", gw.log());
 
-    let gw2 = Gateway::start(&redis.url(), &sim, "gw-2", &[("CONFIG_REFRESH_INTERVAL", "1")]);
+    let gw2 = start_gateway(&redis.url(), &sim, "gw-2", &[("CONFIG_REFRESH_INTERVAL", "1")]);
     let raw = channel("ch_b", APP_B, SECRET_B).to_string();
     redis::cmd("HSET")
         .arg("at:channel:config:feishu")
@@ -229,8 +229,8 @@ fn two_replicas_share_one_app_without_duplicates() {
     sim.add_app(APP_A, SECRET_A);
     let mut con = redis.con();
     put_channel(&mut con, "ch_1", &channel("ch_1", APP_A, SECRET_A));
-    let gw1 = Gateway::start(&redis.url(), &sim, "gw-1", &[]);
-    let mut gw2 = Gateway::start(&redis.url(), &sim, "gw-2", &[]);
+    let gw1 = start_gateway(&redis.url(), &sim, "gw-1", &[]);
+    let mut gw2 = start_gateway(&redis.url(), &sim, "gw-2", &[]);
     assert!(sim.wait_connections(APP_A, 2, SECS(10)));
     let events: Vec<MessageEvent> =
         (0..20).map(|i| MessageEvent::text(APP_A, &format!("q{i}"))).collect();
@@ -263,7 +263,7 @@ fn sigterm_closes_connections_and_exits_zero() {
     sim.add_app(APP_A, SECRET_A);
     let mut con = redis.con();
     put_channel(&mut con, "ch_1", &channel("ch_1", APP_A, SECRET_A));
-    let mut gw = Gateway::start(&redis.url(), &sim, "gw-1", &[]);
+    let mut gw = start_gateway(&redis.url(), &sim, "gw-1", &[]);
     assert!(sim.wait_connections(APP_A, 1, SECS(10)));
     let started = std::time::Instant::now();
     gw.signal("TERM");
@@ -292,7 +292,7 @@ fn no_secret_ever_appears_in_the_log() {
     a["verification_token"] = json!("verification-token-secret-6b5a");
     put_channel(&mut con, "ch_a", &a);
     put_channel(&mut con, "ch_b", &channel("ch_b", APP_B, "wrong-secret-secret-4e3d"));
-    let gw = Gateway::start(&redis.url(), &sim, "gw-1", &[("RUST_LOG", "trace")]);
+    let gw = start_gateway(&redis.url(), &sim, "gw-1", &[("RUST_LOG", "trace")]);
     assert!(sim.wait_connections(APP_A, 1, SECS(10)));
     let ev = MessageEvent::text(APP_A, "q").with_token("verification-token-secret-6b5a");
     let enc =

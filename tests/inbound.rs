@@ -24,7 +24,7 @@ fn setup_with(config: serde_json::Value, env: &[(&str, &str)]) -> Setup {
     let bot = sim.add_app(APP, SECRET);
     let mut con = redis.con();
     put_channel(&mut con, "ch_1", &config);
-    let gw = Gateway::start(&redis.url(), &sim, "gw-test", env);
+    let gw = start_gateway(&redis.url(), &sim, "gw-test", env);
     assert!(sim.wait_connections(APP, 1, SECS(10)), "no connection:\n{}", gw.log());
     Setup { redis, sim, gw, con, bot }
 }
@@ -143,7 +143,7 @@ fn redelivered_event_is_stored_once_even_across_a_restart() {
     // A new gateway process (same Redis) still knows the message.
     s.gw.kill9();
     assert!(s.sim.wait_connections(APP, 0, SECS(5)));
-    let gw2 = Gateway::start(&s.redis.url(), &s.sim, "gw-test", &[]);
+    let gw2 = start_gateway(&s.redis.url(), &s.sim, "gw-test", &[]);
     assert!(s.sim.wait_connections(APP, 1, SECS(10)));
     let p3 = s.sim.push_event(APP, &ev.json());
     assert!(s.sim.wait_acked(p3, SECS(5)), "{}", gw2.log());

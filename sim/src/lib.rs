@@ -13,6 +13,7 @@
 //! garbage frames, wrong secrets, connection limits.
 
 pub mod events;
+pub mod harness;
 mod http;
 pub mod pb;
 
@@ -63,6 +64,9 @@ pub struct SimOptions {
     pub conn_limit: usize,
     /// `expire` of tenant tokens (seconds).
     pub token_expire: u64,
+    /// How long a connection thread waits for client data before looking
+    /// at its outgoing queue again (latency of pushes vs. idle CPU).
+    pub poll: Duration,
 }
 
 impl Default for SimOptions {
@@ -75,6 +79,7 @@ impl Default for SimOptions {
             max_deliveries: 5,
             conn_limit: 50,
             token_expire: 7200,
+            poll: Duration::from_millis(5),
         }
     }
 }
@@ -88,6 +93,8 @@ struct App {
 
 enum Cmd {
     Send(Vec<u8>),
+    /// A fragment of a push; the first write stamps the push's `sent_at`.
+    Event(u64, Vec<u8>),
     Text(String),
     Abort,
 }
@@ -104,8 +111,8 @@ struct Push {
     payload: Vec<u8>,
     parts: usize,
     deliveries: u32,
-    next_at: Instant,
     acked: bool,
+    sent_at: Option<Instant>,
 }
 
 /// One acknowledgement received from a client.
@@ -126,6 +133,10 @@ struct State {
     conns: Vec<Conn>,
     next_conn: u64,
     pushes: Vec<Push>,
+    /// Pushes waiting for a connection.
+    ready: std::collections::VecDeque<u64>,
+    /// Sent pushes to check for an ack, in due order.
+    waiting: std::collections::VecDeque<(Instant, u64)>,
     frame_to_push: HashMap<String, u64>,
     acks: Vec<Ack>,
     pings: HashMap<String, usize>,
@@ -283,11 +294,11 @@ impl Sim {
             payload: payload.as_bytes().to_vec(),
             parts: parts.clamp(1, payload.len().max(1)),
             deliveries: 0,
-            next_at: Instant::now(),
             acked: false,
-            // the dispatcher picks it up within a few ms
+            sent_at: None,
         });
         let id = st.pushes.len() as u64 - 1;
+        st.ready.push_back(id);
         drop(st);
         self.inner.changed.notify_all();
         id
@@ -301,6 +312,11 @@ impl Sim {
     /// How often a push was sent.
     pub fn deliveries(&self, push: u64) -> u32 {
         self.inner.lock().pushes.get(push as usize).map_or(0, |p| p.deliveries)
+    }
+
+    /// When the first fragment of a push's first delivery was written.
+    pub fn sent_at(&self, push: u64) -> Option<Instant> {
+        self.inner.lock().pushes.get(push as usize).and_then(|p| p.sent_at)
     }
 
     /// Waits for an ack with code 200.
@@ -487,7 +503,7 @@ fn serve_ws(inner: Arc<Inner>, stream: TcpStream) {
         Ok(resp)
     };
     let Ok(mut ws) = tungstenite::accept_hdr(stream, callback) else { return };
-    let _ = raw.set_read_timeout(Some(Duration::from_millis(5)));
+    let _ = raw.set_read_timeout(Some(inner.opts.poll));
     let (tx, rx) = mpsc::channel();
     let silent = Arc::new(AtomicBool::new(false));
     let id = {
@@ -506,6 +522,15 @@ fn serve_ws(inner: Arc<Inner>, stream: TcpStream) {
             }
             let sent = match cmd {
                 Cmd::Send(b) => ws.send(Message::Binary(b.into())),
+                Cmd::Event(push, b) => {
+                    let r = ws.send(Message::Binary(b.into()));
+                    if r.is_ok()
+                        && let Some(p) = inner.lock().pushes.get_mut(push as usize)
+                    {
+                        p.sent_at.get_or_insert_with(Instant::now);
+                    }
+                    r
+                }
                 Cmd::Text(t) => ws.send(Message::Text(t.into())),
                 Cmd::Abort => {
                     let _ = raw.shutdown(Shutdown::Both);
@@ -593,30 +618,42 @@ fn on_client_frame(
     inner.changed.notify_all();
 }
 
-/// Sends due pushes to one random connection of their app.
+/// Sends due pushes to one random connection of their app, and queues
+/// unacknowledged ones again after `redelivery_after`.
 fn dispatch(inner: Arc<Inner>) {
     while !inner.stop.load(Ordering::SeqCst) {
         let now = Instant::now();
         let mut guard = inner.lock();
         let st = &mut *guard;
-        for (id, push) in st.pushes.iter_mut().enumerate() {
-            if push.acked || push.deliveries >= inner.opts.max_deliveries || push.next_at > now {
+        while let Some(&(due, id)) = st.waiting.front() {
+            if due > now {
+                break;
+            }
+            st.waiting.pop_front();
+            let p = &st.pushes[id as usize];
+            if !p.acked && p.deliveries < inner.opts.max_deliveries {
+                st.ready.push_back(id);
+            }
+        }
+        let mut blocked = Vec::new();
+        while let Some(id) = st.ready.pop_front() {
+            let push = &mut st.pushes[id as usize];
+            if push.acked {
                 continue;
             }
             let conns: Vec<&Conn> = st.conns.iter().filter(|c| c.app_id == push.app_id).collect();
             if conns.is_empty() {
+                blocked.push(id);
                 continue;
             }
             let conn = conns[(rand_u64() % conns.len() as u64) as usize];
             push.deliveries += 1;
-            push.next_at = now + inner.opts.redelivery_after;
             let frame_id = format!("{id}_{}_{}", push.deliveries, rand_hex(8));
-            st.frame_to_push.insert(frame_id.clone(), id as u64);
             let chunk = push.payload.len().div_ceil(push.parts).max(1);
             let pieces: Vec<&[u8]> = push.payload.chunks(chunk).collect();
             for (seq, piece) in pieces.iter().enumerate().rev() {
                 let frame = pb::Frame {
-                    seq_id: id as u64,
+                    seq_id: id,
                     log_id: rand_u64() >> 1,
                     service: 33554678,
                     method: 1,
@@ -630,16 +667,17 @@ fn dispatch(inner: Arc<Inner>) {
                     ],
                     payload: piece.to_vec(),
                 };
-                let _ = conn.tx.send(Cmd::Send(frame.to_bytes()));
+                let _ = conn.tx.send(Cmd::Event(id, frame.to_bytes()));
             }
+            st.frame_to_push.insert(frame_id, id);
+            st.waiting.push_back((now + inner.opts.redelivery_after, id));
         }
-        let next = st.pushes.iter().filter(|p| !p.acked).map(|p| p.next_at).min();
-        drop(guard);
-        let wait = next
-            .map_or(Duration::from_millis(20), |t| t.saturating_duration_since(now))
-            .min(Duration::from_millis(20));
-        let guard = inner.lock();
-        let _ = inner.changed.wait_timeout(guard, wait.max(Duration::from_millis(1)));
+        st.ready.extend(blocked);
+        let next = st.waiting.front().map(|(due, _)| *due);
+        let wait = next.map_or(Duration::from_millis(20), |t| t.saturating_duration_since(now));
+        let _ = inner
+            .changed
+            .wait_timeout(guard, wait.clamp(Duration::from_millis(1), Duration::from_millis(20)));
     }
 }
 

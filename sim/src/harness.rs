@@ -1,0 +1,299 @@
+//! Harness for tests, the benchmark and the demo: a private redis-server on
+//! a free port in a temp dir, the gateway binary as a child process with its
+//! log captured, the Redis contract's keys as seen by AskTable Server, and
+//! bounded waits.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Sim, SimOptions};
+use serde_json::Value;
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A redis-server of this test's own, on a free port, in a temp dir.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    persistent: bool,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(false)
+    }
+
+    /// With an append-only file, so that data survives `restart`.
+    pub fn start_persistent() -> RedisServer {
+        RedisServer::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> RedisServer {
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut r = RedisServer { child: None, port: free_port(), dir, persistent };
+            if r.spawn() {
+                return r;
+            }
+        }
+        panic!("redis-server did not start (is it installed? see .ci/install-deps)");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let log = File::create(self.dir.path().join("redis.log")).expect("redis log");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--appendonly",
+                if self.persistent { "yes" } else { "no" },
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let url = self.url();
+        let up = wait_for(SECS(5), || {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return true; // exited (port taken): stop waiting
+            }
+            redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+        });
+        let alive = matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)));
+        if !(up && alive) {
+            self.stop();
+        }
+        up && alive
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn con(&self) -> redis::Connection {
+        let c =
+            redis::Client::open(self.url()).unwrap().get_connection_with_timeout(SECS(2)).unwrap();
+        c.set_read_timeout(Some(SECS(5))).unwrap();
+        c
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port (data is gone: no persistence).
+    pub fn restart(&mut self) {
+        self.stop();
+        assert!(
+            wait_for(SECS(10), || self.spawn()),
+            "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Writes a channel config and announces it.
+pub fn put_channel(con: &mut redis::Connection, channel_id: &str, config: &Value) {
+    redis::cmd("HSET")
+        .arg("at:channel:config:feishu")
+        .arg(channel_id)
+        .arg(config.to_string())
+        .query::<()>(con)
+        .unwrap();
+    publish(con, channel_id);
+}
+
+pub fn put_raw_channel(con: &mut redis::Connection, channel_id: &str, raw: &str) {
+    redis::cmd("HSET")
+        .arg("at:channel:config:feishu")
+        .arg(channel_id)
+        .arg(raw)
+        .query::<()>(con)
+        .unwrap();
+    publish(con, channel_id);
+}
+
+pub fn remove_channel(con: &mut redis::Connection, channel_id: &str) {
+    redis::cmd("HDEL").arg("at:channel:config:feishu").arg(channel_id).query::<()>(con).unwrap();
+    publish(con, channel_id);
+}
+
+pub fn publish(con: &mut redis::Connection, channel_id: &str) {
+    redis::cmd("PUBLISH")
+        .arg("at:channel:config:feishu:changed")
+        .arg(channel_id)
+        .query::<()>(con)
+        .unwrap();
+}
+
+/// A channel config object for an app.
+pub fn channel(channel_id: &str, app_id: &str, secret: &str) -> Value {
+    serde_json::json!({
+        "schema": "at.channel.config", "v": 1, "ts": 1,
+        "channel_id": channel_id, "agent_id": "agent_x1", "project_id": "proj_7",
+        "enabled": true, "app_id": app_id, "app_secret": secret,
+    })
+}
+
+/// Every item on the inbound list, oldest first.
+pub fn inbound(con: &mut redis::Connection) -> Vec<Value> {
+    let items: Vec<String> = redis::cmd("LRANGE")
+        .arg("at:channel:inbound")
+        .arg(0)
+        .arg(-1)
+        .query(con)
+        .unwrap_or_default();
+    items.iter().rev().map(|s| serde_json::from_str(s).expect("inbound item is JSON")).collect()
+}
+
+/// A channel's status key, parsed.
+pub fn status(con: &mut redis::Connection, channel_id: &str) -> Option<Value> {
+    let raw: Option<String> = redis::cmd("GET")
+        .arg(format!("at:channel:status:feishu:{channel_id}"))
+        .query(con)
+        .ok()
+        .flatten();
+    raw.map(|s| serde_json::from_str(&s).expect("status is JSON"))
+}
+
+pub fn state(con: &mut redis::Connection, channel_id: &str) -> Option<String> {
+    status(con, channel_id).and_then(|s| s["state"].as_str().map(str::to_owned))
+}
+
+/// The simulator with test-friendly timing (pings every 2 s, redelivery after 1 s).
+pub fn sim() -> Sim {
+    Sim::start(SimOptions {
+        ping_interval: 2,
+        redelivery_after: Duration::from_millis(1000),
+        max_deliveries: 30,
+        ..SimOptions::default()
+    })
+}
+
+/// The gateway binary running as a child process.
+pub struct Gateway {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts the gateway binary `bin` against `redis_url` and the simulator.
+    pub fn start(
+        bin: &std::path::Path,
+        redis_url: &str,
+        sim: &Sim,
+        instance: &str,
+        extra: &[(&str, &str)],
+    ) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("gateway.log");
+        let file = File::create(&log).expect("log file");
+        let mut cmd = Command::new(bin);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("REDIS_URL", redis_url)
+            .env("FEISHU_BASE_URL", sim.base_url())
+            .env("GATEWAY_INSTANCE_ID", instance)
+            .env("STATUS_TTL", "3")
+            .env("CONFIG_REFRESH_INTERVAL", "30")
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file));
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn gateway");
+        let gw = Gateway { child, log, _dir: dir };
+        assert!(
+            gw.wait_log("Feishu Gateway running", SECS(10)),
+            "gateway did not start:\n{}",
+            gw.log()
+        );
+        gw
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_for(timeout, || self.log().contains(needle))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_for(timeout, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
