@@ -25,4 +25,5 @@ run:
 ## Benchmarks; writes docs/BENCHMARKS.md.
 bench:
 	@command -v redis-server >/dev/null || ./.ci/install-deps
-	$(CARGO) run --release --locked -p feishu-sim --bin gateway-bench -- --out docs/BENCHMARKS.md
+	$(CARGO) build --release --locked --workspace
+	./target/release/gateway-bench --out docs/BENCHMARKS.md

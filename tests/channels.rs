@@ -157,7 +157,7 @@ fn redis_restart_while_running_loses_and_duplicates_nothing() {
         gw.log()
     );
     assert!(!sim.acks(push).iter().any(|a| a.code == 200));
-    assert!(gw.wait_log("Feishu will deliver it again", SECS(2)));
+    assert!(gw.wait_log("not acknowledged, Feishu will deliver them again", SECS(2)));
 
     redis.restart();
     assert!(sim.wait_acked(push, SECS(15)), "not stored after Redis came back:\n{}", gw.log());

@@ -326,3 +326,27 @@ fn status_and_heartbeat_are_written() {
     assert_eq!(hb["channels"], json!(["ch_1"]));
     assert_eq!(hb["pid"], s.gw.pid());
 }
+
+#[test]
+fn a_burst_is_stored_in_order_exactly_once() {
+    let mut s = setup();
+    let events: Vec<MessageEvent> =
+        (0..300).map(|i| MessageEvent::text(APP, &format!("q{i:03}"))).collect();
+    let mut pushes = Vec::new();
+    for (i, ev) in events.iter().enumerate() {
+        pushes.push(s.sim.push_event(APP, &ev.json()));
+        if i % 7 == 0 {
+            // A redelivered copy right behind the original, and an event to skip.
+            pushes.push(s.sim.push_event(APP, &ev.json()));
+            pushes.push(s.sim.push_event(APP, &feishu_sim::events::bot_added(APP)));
+        }
+    }
+    for p in &pushes {
+        assert!(s.sim.wait_acked(*p, SECS(10)), "push {p} not acked:\n{}", s.gw.log());
+    }
+    assert!(pushes.iter().all(|p| s.sim.acks(*p).iter().all(|a| a.code == 200)));
+    let questions: Vec<String> =
+        inbound(&mut s.con).iter().map(|i| i["question"].as_str().unwrap().to_owned()).collect();
+    let expected: Vec<String> = (0..300).map(|i| format!("q{i:03}")).collect();
+    assert_eq!(questions, expected);
+}

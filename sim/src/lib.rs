@@ -515,19 +515,28 @@ fn serve_ws(inner: Arc<Inner>, stream: TcpStream) {
         id
     };
     inner.changed.notify_all();
+    // Outgoing frames wait here; at most a batch is written before the
+    // client's acks are read again, so neither side can block the other.
+    let mut queue: std::collections::VecDeque<Cmd> = std::collections::VecDeque::new();
     'conn: loop {
-        while let Ok(cmd) = rx.try_recv() {
+        queue.extend(rx.try_iter());
+        if !queue.is_empty() {
+            let _ = raw.set_nonblocking(false);
+        }
+        for _ in 0..64 {
+            let Some(cmd) = queue.pop_front() else { break };
             if silent.load(Ordering::SeqCst) && !matches!(cmd, Cmd::Abort) {
                 continue;
             }
             let sent = match cmd {
                 Cmd::Send(b) => ws.send(Message::Binary(b.into())),
                 Cmd::Event(push, b) => {
+                    let at = Instant::now();
                     let r = ws.send(Message::Binary(b.into()));
                     if r.is_ok()
                         && let Some(p) = inner.lock().pushes.get_mut(push as usize)
                     {
-                        p.sent_at.get_or_insert_with(Instant::now);
+                        p.sent_at.get_or_insert(at);
                     }
                     r
                 }
@@ -548,19 +557,27 @@ fn serve_ws(inner: Arc<Inner>, stream: TcpStream) {
             thread::sleep(Duration::from_millis(5));
             continue;
         }
-        match ws.read() {
-            Ok(Message::Binary(b)) => on_client_frame(&inner, &app_id, id, &mut ws, &b),
-            Ok(Message::Close(_)) => {
-                let _ = ws.flush();
-                break;
+        // With frames still queued, only take what the client already sent:
+        // non-blocking reads (a tiny read timeout would round up to a jiffy).
+        let _ = raw.set_nonblocking(!queue.is_empty());
+        loop {
+            match ws.read() {
+                Ok(Message::Binary(b)) => on_client_frame(&inner, &app_id, id, &mut ws, &b),
+                Ok(Message::Close(_)) => {
+                    let _ = ws.flush();
+                    break 'conn;
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break;
+                }
+                Err(_) => break 'conn,
             }
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
         }
     }
     inner.lock().conns.retain(|c| c.id != id);

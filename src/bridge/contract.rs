@@ -225,14 +225,22 @@ pub fn heartbeat_json(
     .to_string()
 }
 
-/// Dedup + push in one step. KEYS: dedup key, inbound list. ARGV: item, TTL.
-/// Returns 1 when pushed, 0 when the message was seen before.
+/// Dedup + push in one step, for one or more messages in order.
+/// KEYS: one dedup key per message, then the inbound list.
+/// ARGV: the dedup TTL, then one item per message.
+/// Returns per message 1 when pushed, 0 when it was seen before.
 pub const INBOUND_SCRIPT: &str = r"
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
-  redis.call('LPUSH', KEYS[2], ARGV[1])
-  return 1
+local list = KEYS[#KEYS]
+local out = {}
+for i = 1, #KEYS - 1 do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
+    redis.call('LPUSH', list, ARGV[i + 1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
 end
-return 0
+return out
 ";
 
 /// "Connected wins" status write. KEYS: status key. ARGV: json, TTL,

@@ -85,23 +85,24 @@ impl Store {
         })
     }
 
-    /// Dedup and LPUSH in one script. `true` when newly pushed.
+    /// Dedup and LPUSH of several items in one script, in order. Per item
+    /// `true` when newly pushed, `false` when seen before.
     pub fn push_inbound(
         &mut self,
-        app_id: &str,
-        message_id: &str,
-        item: &str,
+        items: &[InboundItem],
         dedup_ttl: u64,
-    ) -> RedisResult<bool> {
+    ) -> RedisResult<Vec<bool>> {
         self.with(|con, me| {
-            let pushed: i64 = me
-                .inbound
-                .key(contract::dedup_key(app_id, message_id))
-                .key(contract::INBOUND)
-                .arg(item)
-                .arg(dedup_ttl)
-                .invoke(con)?;
-            Ok(pushed == 1)
+            let mut call = me.inbound.prepare_invoke();
+            for item in items {
+                call.key(contract::dedup_key(item.app_id, item.message_id));
+            }
+            call.key(contract::INBOUND).arg(dedup_ttl);
+            for item in items {
+                call.arg(&item.json);
+            }
+            let pushed: Vec<i64> = call.invoke(con)?;
+            Ok(pushed.into_iter().map(|p| p == 1).collect())
         })
     }
 
@@ -168,6 +169,13 @@ fn keep_connection<T>(result: &RedisResult<T>) -> bool {
     }
 }
 
+/// One inbound item to store.
+pub struct InboundItem<'a> {
+    pub app_id: &'a str,
+    pub message_id: &'a str,
+    pub json: String,
+}
+
 /// The connection thread's view of Redis: stores inbound items.
 pub struct InboundWriter {
     pub store: Store,
@@ -177,10 +185,16 @@ pub struct InboundWriter {
 }
 
 impl InboundStore for InboundWriter {
-    fn store(&mut self, msg: &Message, routing: &Routing) -> Result<bool, String> {
-        let item = contract::inbound_item(&self.channel_id, &self.app_id, routing, msg, now_ms());
-        self.store
-            .push_inbound(&self.app_id, &msg.message_id, &item, self.dedup_ttl)
-            .map_err(|e| describe(&e))
+    fn store(&mut self, messages: &[&Message], routing: &Routing) -> Result<Vec<bool>, String> {
+        let now = now_ms();
+        let items: Vec<InboundItem> = messages
+            .iter()
+            .map(|m| InboundItem {
+                app_id: &self.app_id,
+                message_id: &m.message_id,
+                json: contract::inbound_item(&self.channel_id, &self.app_id, routing, m, now),
+            })
+            .collect();
+        self.store.push_inbound(&items, self.dedup_ttl).map_err(|e| describe(&e))
     }
 }

@@ -31,9 +31,14 @@ type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
 /// Where stored questions go (Redis in production).
 pub trait InboundStore {
-    /// Stores a message once. `Ok(true)`: newly stored; `Ok(false)`: a
-    /// duplicate of one stored before. `Err`: nothing was stored.
-    fn store(&mut self, msg: &event::Message, routing: &Routing) -> Result<bool, String>;
+    /// Stores messages, each at most once, in one step. Per message
+    /// `true`: newly stored; `false`: a duplicate of one stored before.
+    /// `Err`: nothing was stored.
+    fn store(
+        &mut self,
+        messages: &[&event::Message],
+        routing: &Routing,
+    ) -> Result<Vec<bool>, String>;
 }
 
 /// An error as shown in the status key's `last_error`.
@@ -151,7 +156,7 @@ pub fn run(
             return;
         }
         let started = Instant::now();
-        let delay = match connect(session, api, &tag, &mut bot_open_id) {
+        let delay = match connect_on_helper(session, api, &tag, &mut bot_open_id) {
             Ok(opened) => {
                 report(Update::Connected);
                 let mut conn = Conn {
@@ -161,6 +166,7 @@ pub fn run(
                     report,
                     tag: &tag,
                     bot_open_id: bot_open_id.as_deref(),
+                    seen_reported: None,
                 };
                 match conn.read_loop(opened) {
                     End::Stopped => return,
@@ -208,6 +214,26 @@ struct Opened {
     config: ClientConfig,
     /// The URL's `service_id`, copied into every ping.
     service: i32,
+}
+
+/// Runs [`connect`] on a short-lived helper thread. The HTTP and TLS calls
+/// need deep stacks; the pages they touch would stay resident for the life
+/// of the long-lived connection thread, so they are kept off it.
+fn connect_on_helper(
+    session: &Session,
+    api: &Api,
+    tag: &str,
+    bot_open_id: &mut Option<String>,
+) -> Result<Opened, ConnectError> {
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("feishu-connect".into())
+            .spawn_scoped(scope, || connect(session, api, tag, bot_open_id));
+        match helper {
+            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(e) => Err(ConnectError::Network(format!("cannot start a thread: {e}"))),
+        }
+    })
 }
 
 /// Endpoint call, bot identity (once), WebSocket handshake.
@@ -273,8 +299,12 @@ fn open_socket(url: &str, tuning: Tuning) -> Result<Socket, ConnectError> {
     tcp.set_read_timeout(Some(tuning.connect_timeout)).map_err(io_to_connect)?;
     tcp.set_write_timeout(Some(tuning.connect_timeout)).map_err(io_to_connect)?;
     tcp.set_nodelay(true).map_err(io_to_connect)?;
-    let config =
-        WebSocketConfig::default().max_message_size(Some(16 << 20)).max_frame_size(Some(16 << 20));
+    // Small buffers that grow on demand: an idle connection should cost little memory.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(16 << 20))
+        .max_frame_size(Some(16 << 20));
     let (mut socket, _) = tungstenite::client_tls_with_config(url, tcp, Some(config), None)
         .map_err(|e| match e {
             HandshakeError::Failure(tungstenite::Error::Http(resp)) => {
@@ -311,9 +341,29 @@ fn set_read_timeout(socket: &mut Socket, d: Duration) -> io::Result<()> {
     }
 }
 
+fn set_nonblocking(socket: &mut Socket, on: bool) -> io::Result<()> {
+    match socket.get_mut() {
+        MaybeTlsStream::Plain(s) => s.set_nonblocking(on),
+        MaybeTlsStream::NativeTls(s) => s.get_mut().set_nonblocking(on),
+        _ => Ok(()),
+    }
+}
+
 /// How long after a ping an answer (pong or any frame) must arrive.
 fn pong_timeout(ping_interval: Duration) -> Duration {
     (ping_interval / 2).clamp(Duration::from_secs(2), Duration::from_secs(30))
+}
+
+/// Most events stored in one Redis round trip.
+const MAX_BATCH: usize = 256;
+
+/// A complete event waiting for its ack.
+struct Pending {
+    /// The frame that completed the event; echoed back as the ack.
+    frame: Frame,
+    received: Instant,
+    /// A question to store, or `None` when the ack is already decided (200).
+    message: Option<Box<event::Message>>,
 }
 
 struct Conn<'a> {
@@ -323,6 +373,8 @@ struct Conn<'a> {
     report: &'a dyn Fn(Update),
     tag: &'a str,
     bot_open_id: Option<&'a str>,
+    /// When `EventSeen` was last reported (at most once a second).
+    seen_reported: Option<Instant>,
 }
 
 impl Conn<'_> {
@@ -331,6 +383,10 @@ impl Conn<'_> {
         let ping = WsMessage::Binary(Frame::ping(service).encode().into());
         let mut next_ping = Instant::now();
         let mut awaiting: Option<Instant> = None;
+        let mut pending: Vec<Pending> = Vec::new();
+        // Events that arrive back to back are stored in one round trip: while
+        // some are pending, reads only take what is already there.
+        let mut draining = false;
         loop {
             if stopped(self.stop) {
                 let _ = socket.close(None);
@@ -349,15 +405,30 @@ impl Conn<'_> {
                 awaiting.get_or_insert(now);
                 next_ping = now + config.ping_interval;
             }
+            // Non-blocking while draining: a tiny read timeout would round
+            // up to a kernel tick (4 ms), and writes must block again.
+            let want_drain = !pending.is_empty() && pending.len() < MAX_BATCH;
+            if want_drain != draining {
+                draining = want_drain;
+                if let Err(e) = set_nonblocking(&mut socket, draining) {
+                    return End::Lost(LastError::new("connection_lost", e.to_string()));
+                }
+            }
+            if pending.len() >= MAX_BATCH {
+                draining = false;
+                if let Err(e) = set_nonblocking(&mut socket, false) {
+                    return End::Lost(LastError::new("connection_lost", e.to_string()));
+                }
+                if let Err(end) = self.flush(&mut socket, &mut pending) {
+                    return end;
+                }
+                continue;
+            }
             match socket.read() {
                 Ok(msg) => {
                     awaiting = None;
                     if let WsMessage::Binary(bytes) = msg {
-                        if let Err(end) =
-                            self.on_frame(&mut socket, &bytes, &mut config, &mut reassembler)
-                        {
-                            return end;
-                        }
+                        pending.extend(self.on_frame(&bytes, &mut config, &mut reassembler));
                     } else if let WsMessage::Close(frame) = msg {
                         let why = frame
                             .map(|f| format!("{} {}", u16::from(f.code), f.reason))
@@ -371,8 +442,18 @@ impl Conn<'_> {
                 Err(tungstenite::Error::Io(e))
                     if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
                 {
+                    if !pending.is_empty() {
+                        draining = false;
+                        if let Err(e) = set_nonblocking(&mut socket, false) {
+                            return End::Lost(LastError::new("connection_lost", e.to_string()));
+                        }
+                        if let Err(end) = self.flush(&mut socket, &mut pending) {
+                            return end;
+                        }
+                        continue;
+                    }
                     // Judged only when nothing is waiting to be read, so time
-                    // spent storing an event never counts against Feishu.
+                    // spent storing events never counts against Feishu.
                     let limit = pong_timeout(config.ping_interval);
                     if awaiting.is_some_and(|since| since.elapsed() > limit) {
                         return End::Lost(LastError::new(
@@ -387,20 +468,19 @@ impl Conn<'_> {
         }
     }
 
-    /// Handles one binary WebSocket message. `Err` ends the connection.
+    /// Handles one binary WebSocket message; returns a complete event.
     fn on_frame(
         &mut self,
-        socket: &mut Socket,
         bytes: &[u8],
         config: &mut ClientConfig,
         reassembler: &mut Reassembler,
-    ) -> Result<(), End> {
+    ) -> Option<Pending> {
         let received = Instant::now();
         let frame = match Frame::decode(bytes) {
             Ok(f) => f,
             Err(e) => {
                 log::warn!("{} undecodable frame ({} bytes) ignored: {e}", self.tag, bytes.len());
-                return Ok(());
+                return None;
             }
         };
         let kind = frame.header("type").unwrap_or_default();
@@ -414,9 +494,9 @@ impl Conn<'_> {
                         }
                     }
                 }
-                Ok(())
+                None
             }
-            (METHOD_CONTROL, _) => Ok(()),
+            (METHOD_CONTROL, _) => None,
             (METHOD_DATA, "event") => {
                 let id = frame.header("message_id").unwrap_or_default().to_owned();
                 let (sum, seq) =
@@ -424,45 +504,34 @@ impl Conn<'_> {
                 let payload = frame.payload.clone().unwrap_or_default();
                 match reassembler.push(&id, sum, seq, payload, received) {
                     Ok(Some(whole)) => {
-                        let code = self.on_event(&whole);
-                        self.ack(socket, frame, code, received)
+                        Some(Pending { message: self.on_event(&whole), frame, received })
                     }
-                    Ok(None) => Ok(()),
+                    Ok(None) => None,
                     Err(e) => {
                         log::warn!("{} fragment of push {id} dropped: {e}", self.tag);
-                        Ok(())
+                        None
                     }
                 }
             }
             (METHOD_DATA, other) => {
                 log::debug!("{} data frame of type {other:?} ignored", self.tag);
-                Ok(())
+                None
             }
             (method, _) => {
                 log::warn!("{} frame with unknown method {method} ignored", self.tag);
-                Ok(())
+                None
             }
         }
     }
 
-    fn ack(
-        &mut self,
-        socket: &mut Socket,
-        mut frame: Frame,
-        code: u16,
-        received: Instant,
-    ) -> Result<(), End> {
-        frame.headers.push(("biz_rt".into(), received.elapsed().as_millis().to_string()));
-        frame.payload = Some(format!("{{\"code\":{code}}}").into_bytes());
-        socket
-            .send(WsMessage::Binary(frame.encode().into()))
-            .map_err(|e| End::Lost(LastError::new("connection_lost", format!("ack failed: {e}"))))
-    }
-
-    /// Decides what to do with one complete event; returns the ack code.
-    fn on_event(&mut self, payload: &[u8]) -> u16 {
-        (self.report)(Update::EventSeen(now_ms()));
-        let routing = self.session.routing.read().expect("routing lock").clone();
+    /// Decides what to do with one complete event: a message to store, or
+    /// `None` when it is acknowledged without storing.
+    fn on_event(&mut self, payload: &[u8]) -> Option<Box<event::Message>> {
+        if self.seen_reported.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            self.seen_reported = Some(Instant::now());
+            (self.report)(Update::EventSeen(now_ms()));
+        }
+        let routing = self.session.routing.read().expect("routing lock");
         let ctx = event::Context {
             bot_open_id: self.bot_open_id,
             group_policy: routing.group_policy,
@@ -473,58 +542,80 @@ impl Conn<'_> {
         };
         let tag = self.tag;
         match event::parse(payload, &ctx) {
-            Ok(Outcome::Message(msg)) => self.store(&msg, &routing),
+            Ok(Outcome::Message(msg)) => Some(msg),
             Ok(Outcome::NonText(m)) => {
                 log::info!(
                     "{tag} {} message {} not forwarded (only text and post are)",
                     m.msg_type,
                     m.message_id
                 );
-                200
+                None
             }
             Ok(Outcome::Skipped { event_id, reason: event::Skip::TokenMismatch }) => {
                 log::warn!(
                     "{tag} event {event_id} dropped: its verification token differs from the channel's verification_token"
                 );
-                200
+                None
             }
             Ok(Outcome::Skipped { event_id, reason }) => {
                 log::debug!("{tag} event {event_id} skipped: {}", reason.as_str());
-                200
+                None
             }
             Err(e) => {
                 log::warn!("{tag} {e}; acknowledged and dropped");
-                200
+                None
             }
         }
     }
 
+    /// Stores the pending messages in one step, then acks every pending
+    /// frame in arrival order: 200, or 500 for messages that could not be
+    /// stored (Feishu delivers those again).
+    fn flush(&mut self, socket: &mut Socket, pending: &mut Vec<Pending>) -> Result<(), End> {
+        let messages: Vec<&event::Message> =
+            pending.iter().filter_map(|p| p.message.as_deref()).collect();
+        let stored = if messages.is_empty() { Ok(Vec::new()) } else { self.store(&messages) };
+        if let Ok(fresh) = &stored {
+            for (msg, fresh) in messages.iter().zip(fresh) {
+                log::info!(
+                    "{} message {} from {} in {} {} (event {})",
+                    self.tag,
+                    msg.message_id,
+                    msg.sender.open_id.as_deref().unwrap_or("?"),
+                    msg.chat_type,
+                    if *fresh { "stored" } else { "was already stored" },
+                    msg.event_id
+                );
+            }
+        }
+        if let Err(e) = &stored {
+            log::warn!(
+                "{} {} message(s) not stored ({e}); not acknowledged, Feishu will deliver them again",
+                self.tag,
+                messages.len()
+            );
+        }
+        for p in pending.drain(..) {
+            let code = if p.message.is_some() && stored.is_err() { 500 } else { 200 };
+            let mut frame = p.frame;
+            frame.headers.push(("biz_rt".into(), p.received.elapsed().as_millis().to_string()));
+            frame.payload = Some(format!("{{\"code\":{code}}}").into_bytes());
+            socket.send(WsMessage::Binary(frame.encode().into())).map_err(|e| {
+                End::Lost(LastError::new("connection_lost", format!("ack failed: {e}")))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Stores with retries inside Feishu's 3 s ack budget.
-    fn store(&mut self, msg: &event::Message, routing: &Routing) -> u16 {
+    fn store(&mut self, messages: &[&event::Message]) -> Result<Vec<bool>, String> {
         let deadline = Instant::now() + self.session.tuning.store_budget;
         let mut wait = Duration::from_millis(50);
+        let routing = self.session.routing.read().expect("routing lock").clone();
         loop {
-            match self.store.store(msg, routing) {
-                Ok(fresh) => {
-                    log::info!(
-                        "{} message {} from {} in {} {} (event {})",
-                        self.tag,
-                        msg.message_id,
-                        msg.sender.open_id.as_deref().unwrap_or("?"),
-                        msg.chat_type,
-                        if fresh { "stored" } else { "was already stored" },
-                        msg.event_id
-                    );
-                    return 200;
-                }
-                Err(e) if Instant::now() + wait >= deadline => {
-                    log::warn!(
-                        "{} message {} not stored ({e}); not acknowledged, Feishu will deliver it again",
-                        self.tag,
-                        msg.message_id
-                    );
-                    return 500;
-                }
+            match self.store.store(messages, &routing) {
+                Ok(fresh) => return Ok(fresh),
+                Err(e) if Instant::now() + wait >= deadline => return Err(e),
                 Err(_) => {
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_millis(400));

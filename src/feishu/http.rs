@@ -73,6 +73,10 @@ impl Http {
             .tls_config(tls)
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
+            // Feishu's requests and response headers are small; ureq's 128 KiB
+            // defaults would stay resident per pooled connection and thread.
+            .input_buffer_size(32 * 1024)
+            .output_buffer_size(16 * 1024)
             .user_agent(concat!("asktable-feishu-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
