@@ -19,7 +19,9 @@ use crate::bridge::watch::{self, WatchEvent};
 use crate::channel::ChannelConfig;
 use crate::config::Config;
 use crate::feishu::api::{Api, AppCreds};
-use crate::feishu::conn::{self, InboundStore, LastError, Session, Tuning, Update, now_ms};
+use crate::feishu::conn::{
+    self, InboundStore, LastError, Session, Transport, Tuning, Update, now_ms,
+};
 use crate::feishu::http::Http;
 
 /// Signals the supervisor reacts to.
@@ -379,6 +381,10 @@ impl Supervisor {
             routing: routing.clone(),
             max_message_age: self.cfg.max_message_age,
             tuning: self.tuning,
+            transport: match self.cfg.feishu_base_url {
+                Some(_) => Transport::AllowPlain,
+                None => Transport::TlsOnly,
+            },
         };
         let writer = InboundWriter {
             store: Store::new(self.client.clone()),

@@ -114,6 +114,18 @@ pub struct Session {
     pub routing: Arc<RwLock<Routing>>,
     pub max_message_age: Duration,
     pub tuning: Tuning,
+    /// Whether `ws://` endpoints are acceptable (only through `FEISHU_BASE_URL`).
+    pub transport: Transport,
+}
+
+/// Which WebSocket URLs a session accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `wss://` only: the normal case.
+    TlsOnly,
+    /// `ws://` too: set when the operator points `FEISHU_BASE_URL` at a
+    /// private deployment or a simulator.
+    AllowPlain,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -257,7 +269,7 @@ fn connect(
             ),
         }
     }
-    let socket = open_socket(&ep.url, session.tuning)?;
+    let socket = open_socket(&ep.url, session.tuning, session.transport)?;
     log::info!(
         "{tag} long connection open to {} (conn_id {}, ping every {}s)",
         endpoint::safe_url(&ep.url),
@@ -271,7 +283,7 @@ fn io_to_connect(e: io::Error) -> ConnectError {
     ConnectError::Network(e.to_string())
 }
 
-fn open_socket(url: &str, tuning: Tuning) -> Result<Socket, ConnectError> {
+fn open_socket(url: &str, tuning: Tuning, transport: Transport) -> Result<Socket, ConnectError> {
     let uri: tungstenite::http::Uri = url
         .parse()
         .map_err(|_| ConnectError::Protocol("endpoint returned an unparsable URL".into()))?;
@@ -279,7 +291,12 @@ fn open_socket(url: &str, tuning: Tuning) -> Result<Socket, ConnectError> {
         uri.host().ok_or_else(|| ConnectError::Protocol("endpoint URL has no host".into()))?;
     let tls = match uri.scheme_str() {
         Some("wss") => true,
-        Some("ws") => false,
+        Some("ws") if transport == Transport::AllowPlain => false,
+        Some("ws") => {
+            return Err(ConnectError::Protocol(
+                "endpoint offered an unencrypted ws:// URL; refused (allowed only with FEISHU_BASE_URL)".into(),
+            ));
+        }
         _ => return Err(ConnectError::Protocol("endpoint URL is not ws:// or wss://".into())),
     };
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
@@ -640,6 +657,14 @@ mod tests {
             let j = jitter(Duration::from_secs(10));
             assert!(j >= Duration::from_secs(5) && j <= Duration::from_secs(10), "{j:?}");
         }
+    }
+
+    #[test]
+    fn plain_websocket_needs_the_override() {
+        let err = open_socket("ws://127.0.0.1:9/ws/v2?ticket=t", Tuning::default(), Transport::TlsOnly).err();
+        assert!(matches!(err, Some(ConnectError::Protocol(ref m)) if m.contains("unencrypted")), "{err:?}");
+        let err = open_socket("http://127.0.0.1:9/", Tuning::default(), Transport::AllowPlain).err();
+        assert!(matches!(err, Some(ConnectError::Protocol(_))), "{err:?}");
     }
 
     #[test]
