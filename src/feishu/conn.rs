@@ -404,6 +404,7 @@ impl Conn<'_> {
         // Events that arrive back to back are stored in one round trip: while
         // some are pending, reads only take what is already there.
         let mut draining = false;
+        let mut flush_now = false;
         loop {
             if stopped(self.stop) {
                 let _ = socket.close(None);
@@ -422,24 +423,20 @@ impl Conn<'_> {
                 awaiting.get_or_insert(now);
                 next_ping = now + config.ping_interval;
             }
-            // Non-blocking while draining: a tiny read timeout would round
-            // up to a kernel tick (4 ms), and writes must block again.
-            let want_drain = !pending.is_empty() && pending.len() < MAX_BATCH;
-            if want_drain != draining {
-                draining = want_drain;
-                if let Err(e) = set_nonblocking(&mut socket, draining) {
-                    return End::Lost(LastError::new("connection_lost", e.to_string()));
-                }
-            }
-            if pending.len() >= MAX_BATCH {
+            if flush_now || pending.len() >= MAX_BATCH {
+                flush_now = false;
                 draining = false;
-                if let Err(e) = set_nonblocking(&mut socket, false) {
-                    return End::Lost(LastError::new("connection_lost", e.to_string()));
-                }
                 if let Err(end) = self.flush(&mut socket, &mut pending) {
                     return end;
                 }
-                continue;
+            }
+            // Non-blocking while draining: a tiny read timeout would round
+            // up to a kernel tick (4 ms). `flush` makes writes block again.
+            if !pending.is_empty() && !draining {
+                draining = true;
+                if let Err(e) = set_nonblocking(&mut socket, true) {
+                    return End::Lost(LastError::new("connection_lost", e.to_string()));
+                }
             }
             match socket.read() {
                 Ok(msg) => {
@@ -460,13 +457,7 @@ impl Conn<'_> {
                     if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
                 {
                     if !pending.is_empty() {
-                        draining = false;
-                        if let Err(e) = set_nonblocking(&mut socket, false) {
-                            return End::Lost(LastError::new("connection_lost", e.to_string()));
-                        }
-                        if let Err(end) = self.flush(&mut socket, &mut pending) {
-                            return end;
-                        }
+                        flush_now = true;
                         continue;
                     }
                     // Judged only when nothing is waiting to be read, so time
@@ -589,6 +580,8 @@ impl Conn<'_> {
     /// frame in arrival order: 200, or 500 for messages that could not be
     /// stored (Feishu delivers those again).
     fn flush(&mut self, socket: &mut Socket, pending: &mut Vec<Pending>) -> Result<(), End> {
+        set_nonblocking(socket, false)
+            .map_err(|e| End::Lost(LastError::new("connection_lost", e.to_string())))?;
         let messages: Vec<&event::Message> =
             pending.iter().filter_map(|p| p.message.as_deref()).collect();
         let stored = if messages.is_empty() { Ok(Vec::new()) } else { self.store(&messages) };
@@ -661,9 +654,15 @@ mod tests {
 
     #[test]
     fn plain_websocket_needs_the_override() {
-        let err = open_socket("ws://127.0.0.1:9/ws/v2?ticket=t", Tuning::default(), Transport::TlsOnly).err();
-        assert!(matches!(err, Some(ConnectError::Protocol(ref m)) if m.contains("unencrypted")), "{err:?}");
-        let err = open_socket("http://127.0.0.1:9/", Tuning::default(), Transport::AllowPlain).err();
+        let err =
+            open_socket("ws://127.0.0.1:9/ws/v2?ticket=t", Tuning::default(), Transport::TlsOnly)
+                .err();
+        assert!(
+            matches!(err, Some(ConnectError::Protocol(ref m)) if m.contains("unencrypted")),
+            "{err:?}"
+        );
+        let err =
+            open_socket("http://127.0.0.1:9/", Tuning::default(), Transport::AllowPlain).err();
         assert!(matches!(err, Some(ConnectError::Protocol(_))), "{err:?}");
     }
 

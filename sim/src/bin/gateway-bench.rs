@@ -85,9 +85,8 @@ fn threads(pid: u32) -> u64 {
 const APP: &str = "cli_bench000000000001";
 const SECRET: &str = "bench-secret";
 
-/// Serial latency: one event at a time, from the frame written by the
-/// simulator to the item popped from the inbound list.
-fn latency(gateway: &std::path::Path, n: usize) -> (Vec<Duration>, f64) {
+/// A private Redis, the simulator and the gateway with one connected channel.
+fn one_channel(gateway: &std::path::Path) -> (RedisServer, Sim, Gateway, redis::Connection) {
     let redis = RedisServer::start();
     let sim = Sim::start(SimOptions { poll: Duration::from_micros(200), ..SimOptions::default() });
     sim.add_app(APP, SECRET);
@@ -95,6 +94,13 @@ fn latency(gateway: &std::path::Path, n: usize) -> (Vec<Duration>, f64) {
     put_channel(&mut con, "ch_bench", &channel("ch_bench", APP, SECRET));
     let gw = Gateway::start(gateway, &redis.url(), &sim, "bench", &[("RUST_LOG", "info")]);
     assert!(sim.wait_connections(APP, 1, Duration::from_secs(10)), "{}", gw.log());
+    (redis, sim, gw, con)
+}
+
+/// Serial latency: one event at a time, from the frame written by the
+/// simulator to the item popped from the inbound list.
+fn latency(gateway: &std::path::Path, n: usize) -> (Vec<Duration>, f64) {
+    let (_redis, sim, gw, mut con) = one_channel(gateway);
     let mut samples = Vec::with_capacity(n);
     let warmup = n / 10;
     for i in 0..n + warmup {
@@ -119,13 +125,7 @@ fn latency(gateway: &std::path::Path, n: usize) -> (Vec<Duration>, f64) {
 /// Throughput: `n` events queued at once on one connection. Also returns
 /// the gateway's CPU time per event.
 fn throughput(gateway: &std::path::Path, n: usize) -> (f64, Duration, Duration) {
-    let redis = RedisServer::start();
-    let sim = Sim::start(SimOptions { poll: Duration::from_micros(200), ..SimOptions::default() });
-    sim.add_app(APP, SECRET);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_bench", &channel("ch_bench", APP, SECRET));
-    let gw = Gateway::start(gateway, &redis.url(), &sim, "bench", &[("RUST_LOG", "info")]);
-    assert!(sim.wait_connections(APP, 1, Duration::from_secs(10)));
+    let (_redis, sim, gw, mut con) = one_channel(gateway);
     let payloads: Vec<String> =
         (0..n).map(|i| MessageEvent::text(APP, &format!("q{i}")).json()).collect();
     let cpu0 = cpu_time(gw.pid());
