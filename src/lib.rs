@@ -7,4 +7,5 @@ pub mod channel;
 pub mod config;
 pub mod feishu;
 pub mod logging;
+pub mod render;
 pub mod supervisor;

@@ -1,0 +1,514 @@
+//! Markdown answers → Feishu messages.
+//!
+//! Plain text when the answer has no formatting, otherwise interactive cards
+//! (JSON 2.0, one `markdown` element). Answers beyond Feishu's size limits
+//! are split into several messages between blocks: never inside a code block
+//! (an oversized one is cut into several fenced blocks) and never inside a
+//! table row (an oversized table repeats its header in each part). Tables
+//! beyond the per-card limit become aligned monospace blocks. No I/O.
+
+use serde_json::json;
+
+/// Size limits, in bytes of UTF-8 (Feishu counts the request body).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Markdown per card; the serialised card must also stay under `card_bytes`.
+    pub card_markdown_bytes: usize,
+    /// Serialised card JSON (Feishu: 30 KB for the request body).
+    pub card_bytes: usize,
+    /// Text per plain-text message (Feishu allows 150 KB; shorter reads better).
+    pub text_bytes: usize,
+    /// Markdown tables per card; more are shown as monospace blocks.
+    pub tables_per_card: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { card_markdown_bytes: 20_000, card_bytes: 28_000, text_bytes: 12_000, tables_per_card: 5 }
+    }
+}
+
+/// One message to send: Feishu's `msg_type` and `content` (a JSON string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub msg_type: &'static str,
+    pub content: String,
+}
+
+/// A link shown under the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub name: String,
+    pub url: String,
+}
+
+/// True when the text uses Markdown that plain text would show badly.
+pub fn has_formatting(md: &str) -> bool {
+    let inline = ["**", "__", "`", "~~", "]("];
+    if inline.iter().any(|m| md.contains(m)) {
+        return true;
+    }
+    md.lines().any(|l| {
+        let t = l.trim_start();
+        t.starts_with('#')
+            || t.starts_with("> ")
+            || t.starts_with("- ")
+            || t.starts_with("* ")
+            || t.starts_with("+ ")
+            || is_ordered_item(t)
+            || (t.starts_with('|') && t.matches('|').count() >= 2)
+    })
+}
+
+fn is_ordered_item(t: &str) -> bool {
+    let digits = t.chars().take_while(char::is_ascii_digit).count();
+    digits > 0 && t[digits..].starts_with(". ")
+}
+
+/// Renders an answer: text parts when unformatted, card parts otherwise.
+pub fn render(md: &str, links: &[Link], limits: &Limits) -> Vec<Part> {
+    let body = with_links(md, links);
+    if has_formatting(&body) { cards(&body, limits) } else { texts(&body, limits) }
+}
+
+/// The answer as plain-text messages (the fallback when a card is refused).
+pub fn texts(md: &str, limits: &Limits) -> Vec<Part> {
+    split(md.trim(), limits.text_bytes, usize::MAX)
+        .into_iter()
+        .map(|t| Part { msg_type: "text", content: json!({ "text": t }).to_string() })
+        .collect()
+}
+
+/// The answer as card messages.
+pub fn cards(md: &str, limits: &Limits) -> Vec<Part> {
+    let mut out = Vec::new();
+    let mut budget = limits.card_markdown_bytes;
+    let mut pending: Vec<String> = split(md.trim(), budget, limits.tables_per_card);
+    pending.reverse();
+    while let Some(chunk) = pending.pop() {
+        let content = card_json(&chunk);
+        if content.len() <= limits.card_bytes || chunk.len() < 64 {
+            out.push(Part { msg_type: "interactive", content });
+            continue;
+        }
+        // Escaping made it too big: split this chunk again, smaller.
+        budget = (budget * 2 / 3).max(256);
+        let mut again = split(&chunk, budget, limits.tables_per_card);
+        again.reverse();
+        pending.extend(again);
+    }
+    out
+}
+
+/// One card holding `md`.
+pub fn card_json(md: &str) -> String {
+    json!({
+        "schema": "2.0",
+        "config": { "update_multi": true },
+        "body": { "elements": [ { "tag": "markdown", "content": md } ] },
+    })
+    .to_string()
+}
+
+fn with_links(md: &str, links: &[Link]) -> String {
+    let mut out = md.trim_end().to_owned();
+    for l in links {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        if l.url.is_empty() {
+            out.push_str(&format!("📎 {}", l.name));
+        } else {
+            out.push_str(&format!("📎 [{}]({})", l.name.replace(['[', ']'], ""), l.url));
+        }
+    }
+    out
+}
+
+/// A unit that is never cut in two (except when it alone is too big).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Block {
+    /// Lines of prose, lists, quotes, headings.
+    Text(String),
+    /// A fenced code block: opening fence line, body lines, closing fence.
+    Code { fence: String, body: Vec<String> },
+    /// Header row, separator row, data rows.
+    Table { header: String, sep: String, rows: Vec<String> },
+}
+
+fn is_table_row(l: &str) -> bool {
+    let t = l.trim();
+    t.starts_with('|') && t.len() > 1
+}
+
+fn is_table_sep(l: &str) -> bool {
+    let t = l.trim();
+    is_table_row(t) && t.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '))
+}
+
+/// The fence that opens a code block (``` or ~~~, three or more), if `l` is one.
+fn fence_of(l: &str) -> Option<String> {
+    let t = l.trim_start();
+    for ch in ['`', '~'] {
+        let n = t.chars().take_while(|c| *c == ch).count();
+        if n >= 3 {
+            return Some(ch.to_string().repeat(n));
+        }
+    }
+    None
+}
+
+fn blocks(md: &str) -> Vec<Block> {
+    let lines: Vec<&str> = md.lines().collect();
+    let mut out = Vec::new();
+    let mut text: Vec<&str> = Vec::new();
+    let flush = |text: &mut Vec<&str>, out: &mut Vec<Block>| {
+        while text.last().is_some_and(|l| l.trim().is_empty()) {
+            text.pop();
+        }
+        if !text.is_empty() {
+            out.push(Block::Text(text.join("\n")));
+        }
+        text.clear();
+    };
+    let mut i = 0;
+    while i < lines.len() {
+        let l = lines[i];
+        if let Some(fence) = fence_of(l) {
+            flush(&mut text, &mut out);
+            let mut body = Vec::new();
+            i += 1;
+            while i < lines.len() && !lines[i].trim_start().starts_with(&fence) {
+                body.push(lines[i].to_owned());
+                i += 1;
+            }
+            i += 1; // the closing fence (or the end of an unclosed block)
+            out.push(Block::Code { fence: l.trim_start().to_owned(), body });
+            continue;
+        }
+        if is_table_row(l) && lines.get(i + 1).is_some_and(|n| is_table_sep(n)) {
+            flush(&mut text, &mut out);
+            let (header, sep) = (l.to_owned(), lines[i + 1].to_owned());
+            i += 2;
+            let mut rows = Vec::new();
+            while i < lines.len() && is_table_row(lines[i]) {
+                rows.push(lines[i].to_owned());
+                i += 1;
+            }
+            out.push(Block::Table { header, sep, rows });
+            continue;
+        }
+        if l.trim().is_empty() {
+            flush(&mut text, &mut out);
+        } else {
+            text.push(l);
+        }
+        i += 1;
+    }
+    flush(&mut text, &mut out);
+    out
+}
+
+fn close_fence(open: &str) -> String {
+    let ch = open.chars().next().unwrap_or('`');
+    ch.to_string().repeat(open.chars().take_while(|c| *c == ch).count())
+}
+
+impl Block {
+    fn render(&self) -> String {
+        match self {
+            Block::Text(t) => t.clone(),
+            Block::Code { fence, body } => {
+                let mut s = fence.clone();
+                for l in body {
+                    s.push('\n');
+                    s.push_str(l);
+                }
+                s.push('\n');
+                s.push_str(&close_fence(fence));
+                s
+            }
+            Block::Table { header, sep, rows } => {
+                let mut s = format!("{header}\n{sep}");
+                for r in rows {
+                    s.push('\n');
+                    s.push_str(r);
+                }
+                s
+            }
+        }
+    }
+
+    /// Cuts a block that alone exceeds `max` bytes into pieces that fit.
+    fn cut(self, max: usize) -> Vec<Block> {
+        match self {
+            Block::Text(t) => {
+                let mut out = Vec::new();
+                let mut cur = String::new();
+                for line in t.lines() {
+                    for piece in cut_str(line, max) {
+                        if !cur.is_empty() && cur.len() + 1 + piece.len() > max {
+                            out.push(Block::Text(std::mem::take(&mut cur)));
+                        }
+                        if !cur.is_empty() {
+                            cur.push('\n');
+                        }
+                        cur.push_str(piece);
+                    }
+                }
+                if !cur.is_empty() {
+                    out.push(Block::Text(cur));
+                }
+                out
+            }
+            Block::Code { fence, body } => {
+                let overhead = fence.len() + close_fence(&fence).len() + 2;
+                let room = max.saturating_sub(overhead).max(16);
+                let mut out = Vec::new();
+                let mut cur: Vec<String> = Vec::new();
+                let mut size = 0;
+                for line in body {
+                    for piece in cut_str(&line, room) {
+                        if !cur.is_empty() && size + 1 + piece.len() > room {
+                            out.push(Block::Code { fence: fence.clone(), body: std::mem::take(&mut cur) });
+                            size = 0;
+                        }
+                        size += piece.len() + 1;
+                        cur.push(piece.to_owned());
+                    }
+                }
+                if !cur.is_empty() || out.is_empty() {
+                    out.push(Block::Code { fence, body: cur });
+                }
+                out
+            }
+            Block::Table { header, sep, rows } => {
+                let overhead = header.len() + sep.len() + 2;
+                let room = max.saturating_sub(overhead).max(16);
+                let mut out = Vec::new();
+                let mut cur: Vec<String> = Vec::new();
+                let mut size = 0;
+                for row in rows {
+                    if !cur.is_empty() && size + 1 + row.len() > room {
+                        out.push(Block::Table { header: header.clone(), sep: sep.clone(), rows: std::mem::take(&mut cur) });
+                        size = 0;
+                    }
+                    size += row.len() + 1;
+                    cur.push(row);
+                }
+                if !cur.is_empty() || out.is_empty() {
+                    out.push(Block::Table { header, sep, rows: cur });
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Cuts a string into pieces of at most `max` bytes at char boundaries.
+fn cut_str(s: &str, max: usize) -> Vec<&str> {
+    let max = max.max(4);
+    let mut out = Vec::new();
+    let mut rest = s;
+    while rest.len() > max {
+        let mut at = max;
+        while !rest.is_char_boundary(at) {
+            at -= 1;
+        }
+        out.push(&rest[..at]);
+        rest = &rest[at..];
+    }
+    out.push(rest);
+    out
+}
+
+/// A table as an aligned monospace block (for tables beyond the card limit).
+fn table_as_code(header: &str, rows: &[String]) -> Block {
+    let cells = |row: &str| -> Vec<String> {
+        row.trim().trim_matches('|').split('|').map(|c| c.trim().to_owned()).collect()
+    };
+    let all: Vec<Vec<String>> = std::iter::once(cells(header)).chain(rows.iter().map(|r| cells(r))).collect();
+    let cols = all.iter().map(Vec::len).max().unwrap_or(0);
+    let width = |s: &str| s.chars().map(|c| if c.is_ascii() { 1 } else { 2 }).sum::<usize>();
+    let widths: Vec<usize> =
+        (0..cols).map(|i| all.iter().filter_map(|r| r.get(i)).map(|c| width(c)).max().unwrap_or(0)).collect();
+    let line = |r: &Vec<String>| {
+        (0..cols)
+            .map(|i| {
+                let c = r.get(i).map_or("", String::as_str);
+                format!("{c}{}", " ".repeat(widths[i] - width(c)))
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut body = vec![line(&all[0])];
+    body.push(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    body.extend(all[1..].iter().map(line));
+    Block::Code { fence: "```".into(), body }
+}
+
+/// Splits Markdown into parts of at most `max` bytes, packing whole blocks;
+/// at most `tables` Markdown tables per part (the rest become monospace).
+pub fn split(md: &str, max: usize, tables: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut cur_tables = 0;
+    for block in blocks(md) {
+        let pieces = if block.render().len() > max { block.cut(max) } else { vec![block] };
+        for piece in pieces {
+            let text = piece.render();
+            if !cur.is_empty() && cur.len() + 2 + text.len() > max {
+                parts.push(std::mem::take(&mut cur));
+                cur_tables = 0;
+            }
+            let text = match piece {
+                Block::Table { header, rows, .. } if cur_tables >= tables => {
+                    let code = table_as_code(&header, &rows).render();
+                    if code.len() > max { text } else { code }
+                }
+                Block::Table { .. } => {
+                    cur_tables += 1;
+                    text
+                }
+                _ => text,
+            };
+            if !cur.is_empty() {
+                cur.push_str("\n\n");
+            }
+            cur.push_str(&text);
+        }
+    }
+    if !cur.is_empty() || parts.is_empty() {
+        parts.push(cur);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn text_of(p: &Part) -> String {
+        let v: Value = serde_json::from_str(&p.content).unwrap();
+        match p.msg_type {
+            "text" => v["text"].as_str().unwrap().to_owned(),
+            _ => v["body"]["elements"][0]["content"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    fn fences_balanced(s: &str) -> bool {
+        s.lines().filter(|l| fence_of(l).is_some()).count() % 2 == 0
+    }
+
+    #[test]
+    fn plain_answers_are_text() {
+        let parts = render("上个月华东区销售额为 1,284 万元。", &[], &Limits::default());
+        assert_eq!(parts, vec![Part { msg_type: "text", content: r#"{"text":"上个月华东区销售额为 1,284 万元。"}"#.into() }]);
+    }
+
+    #[test]
+    fn formatted_answers_are_cards() {
+        for md in ["**bold**", "# Title", "- a\n- b", "1. one", "`x`", "| a | b |\n|---|---|\n| 1 | 2 |", "[l](https://x)", "> q"] {
+            let parts = render(md, &[], &Limits::default());
+            assert_eq!(parts.len(), 1);
+            assert_eq!(parts[0].msg_type, "interactive", "{md}");
+            let card: Value = serde_json::from_str(&parts[0].content).unwrap();
+            assert_eq!(card["schema"], "2.0");
+            assert_eq!(card["config"]["update_multi"], true);
+            assert_eq!(text_of(&parts[0]), md);
+        }
+    }
+
+    #[test]
+    fn links_are_appended() {
+        let links = [Link { name: "明细.xlsx".into(), url: "https://a.example/f/1".into() }];
+        let parts = render("答案", &links, &Limits::default());
+        assert_eq!(text_of(&parts[0]), "答案\n📎 [明细.xlsx](https://a.example/f/1)");
+        assert_eq!(parts[0].msg_type, "interactive");
+    }
+
+    #[test]
+    fn blocks_are_recognised() {
+        let md = "intro line\n\n```sql\nselect 1;\n\nselect 2;\n```\n| a | b |\n|---|---|\n| 1 | 2 |\ntail";
+        assert_eq!(
+            blocks(md),
+            vec![
+                Block::Text("intro line".into()),
+                Block::Code { fence: "```sql".into(), body: vec!["select 1;".into(), "".into(), "select 2;".into()] },
+                Block::Table { header: "| a | b |".into(), sep: "|---|---|".into(), rows: vec!["| 1 | 2 |".into()] },
+                Block::Text("tail".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn long_answers_split_between_blocks() {
+        let para = "这是一段很长的分析文字。".repeat(100); // ~3.6 KB
+        let code = format!("```python\n{}```", "print('x')\n".repeat(400)); // ~4.4 KB
+        let table = format!("| 省份 | 销售额 |\n|---|---|\n{}", "| 上海 | 512 |\n".repeat(300));
+        let md = format!("{para}\n\n{code}\n\n{table}\n\n{para}");
+        let limits = Limits { card_markdown_bytes: 3000, card_bytes: 6000, ..Limits::default() };
+        let parts = render(&md, &[], &limits);
+        assert!(parts.len() > 4, "{}", parts.len());
+        let mut rows = 0;
+        let mut prints = 0;
+        for p in &parts {
+            assert!(p.content.len() <= 6000, "{}", p.content.len());
+            let t = text_of(p);
+            assert!(fences_balanced(&t), "{t}");
+            for l in t.lines() {
+                if l.starts_with('|') {
+                    assert!(l == "| 上海 | 512 |" || l == "| 省份 | 销售额 |" || l == "|---|---|", "broken row {l:?}");
+                }
+            }
+            // Every part with table rows has the header first.
+            if t.contains("| 上海 | 512 |") {
+                assert!(t.contains("| 省份 | 销售额 |\n|---|---|"));
+            }
+            rows += t.matches("| 上海 | 512 |").count();
+            prints += t.matches("print('x')").count();
+        }
+        assert_eq!(rows, 300);
+        assert_eq!(prints, 400);
+    }
+
+    #[test]
+    fn extra_tables_become_monospace_blocks() {
+        let table = "| 区 | 额 |\n|---|---|\n| 华东 | 1 |";
+        let md = vec![table; 7].join("\n\n");
+        let parts = render(&md, &[], &Limits::default());
+        assert_eq!(parts.len(), 1);
+        let t = text_of(&parts[0]);
+        assert_eq!(t.matches("|---|---|").count(), 5);
+        assert_eq!(t.matches("```").count(), 4);
+        assert!(t.contains("区    额\n----  --\n华东  1"), "{t}");
+    }
+
+    #[test]
+    fn huge_single_line_is_cut_at_char_boundaries() {
+        let md = "数".repeat(10_000);
+        let parts = texts(&md, &Limits { text_bytes: 1000, ..Limits::default() });
+        assert!(parts.len() >= 30);
+        assert!(parts.iter().all(|p| text_of(p).len() <= 1000));
+        let joined: String = parts.iter().map(text_of).collect();
+        assert_eq!(joined, md);
+    }
+
+    #[test]
+    fn unclosed_fence_is_closed() {
+        let parts = render("```\nselect 1", &[], &Limits::default());
+        assert_eq!(text_of(&parts[0]), "```\nselect 1\n```");
+    }
+
+    #[test]
+    fn escaping_heavy_text_still_fits() {
+        let md = format!("**x**\n\n{}", "\"\\\n".repeat(5000));
+        let limits = Limits::default();
+        for p in render(&md, &[], &limits) {
+            assert!(p.content.len() <= limits.card_bytes);
+        }
+    }
+}
