@@ -7,5 +7,6 @@ pub mod channel;
 pub mod config;
 pub mod feishu;
 pub mod logging;
+pub mod outbound;
 pub mod render;
 pub mod supervisor;

@@ -24,7 +24,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { card_markdown_bytes: 20_000, card_bytes: 28_000, text_bytes: 12_000, tables_per_card: 5 }
+        Limits {
+            card_markdown_bytes: 20_000,
+            card_bytes: 28_000,
+            text_bytes: 12_000,
+            tables_per_card: 5,
+        }
     }
 }
 
@@ -270,7 +275,10 @@ impl Block {
                 for line in body {
                     for piece in cut_str(&line, room) {
                         if !cur.is_empty() && size + 1 + piece.len() > room {
-                            out.push(Block::Code { fence: fence.clone(), body: std::mem::take(&mut cur) });
+                            out.push(Block::Code {
+                                fence: fence.clone(),
+                                body: std::mem::take(&mut cur),
+                            });
                             size = 0;
                         }
                         size += piece.len() + 1;
@@ -290,7 +298,11 @@ impl Block {
                 let mut size = 0;
                 for row in rows {
                     if !cur.is_empty() && size + 1 + row.len() > room {
-                        out.push(Block::Table { header: header.clone(), sep: sep.clone(), rows: std::mem::take(&mut cur) });
+                        out.push(Block::Table {
+                            header: header.clone(),
+                            sep: sep.clone(),
+                            rows: std::mem::take(&mut cur),
+                        });
                         size = 0;
                     }
                     size += row.len() + 1;
@@ -327,11 +339,13 @@ fn table_as_code(header: &str, rows: &[String]) -> Block {
     let cells = |row: &str| -> Vec<String> {
         row.trim().trim_matches('|').split('|').map(|c| c.trim().to_owned()).collect()
     };
-    let all: Vec<Vec<String>> = std::iter::once(cells(header)).chain(rows.iter().map(|r| cells(r))).collect();
+    let all: Vec<Vec<String>> =
+        std::iter::once(cells(header)).chain(rows.iter().map(|r| cells(r))).collect();
     let cols = all.iter().map(Vec::len).max().unwrap_or(0);
     let width = |s: &str| s.chars().map(|c| if c.is_ascii() { 1 } else { 2 }).sum::<usize>();
-    let widths: Vec<usize> =
-        (0..cols).map(|i| all.iter().filter_map(|r| r.get(i)).map(|c| width(c)).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| all.iter().filter_map(|r| r.get(i)).map(|c| width(c)).max().unwrap_or(0))
+        .collect();
     let line = |r: &Vec<String>| {
         (0..cols)
             .map(|i| {
@@ -406,12 +420,27 @@ mod tests {
     #[test]
     fn plain_answers_are_text() {
         let parts = render("上个月华东区销售额为 1,284 万元。", &[], &Limits::default());
-        assert_eq!(parts, vec![Part { msg_type: "text", content: r#"{"text":"上个月华东区销售额为 1,284 万元。"}"#.into() }]);
+        assert_eq!(
+            parts,
+            vec![Part {
+                msg_type: "text",
+                content: r#"{"text":"上个月华东区销售额为 1,284 万元。"}"#.into()
+            }]
+        );
     }
 
     #[test]
     fn formatted_answers_are_cards() {
-        for md in ["**bold**", "# Title", "- a\n- b", "1. one", "`x`", "| a | b |\n|---|---|\n| 1 | 2 |", "[l](https://x)", "> q"] {
+        for md in [
+            "**bold**",
+            "# Title",
+            "- a\n- b",
+            "1. one",
+            "`x`",
+            "| a | b |\n|---|---|\n| 1 | 2 |",
+            "[l](https://x)",
+            "> q",
+        ] {
             let parts = render(md, &[], &Limits::default());
             assert_eq!(parts.len(), 1);
             assert_eq!(parts[0].msg_type, "interactive", "{md}");
@@ -437,8 +466,15 @@ mod tests {
             blocks(md),
             vec![
                 Block::Text("intro line".into()),
-                Block::Code { fence: "```sql".into(), body: vec!["select 1;".into(), "".into(), "select 2;".into()] },
-                Block::Table { header: "| a | b |".into(), sep: "|---|---|".into(), rows: vec!["| 1 | 2 |".into()] },
+                Block::Code {
+                    fence: "```sql".into(),
+                    body: vec!["select 1;".into(), "".into(), "select 2;".into()]
+                },
+                Block::Table {
+                    header: "| a | b |".into(),
+                    sep: "|---|---|".into(),
+                    rows: vec!["| 1 | 2 |".into()]
+                },
                 Block::Text("tail".into()),
             ]
         );
@@ -461,7 +497,10 @@ mod tests {
             assert!(fences_balanced(&t), "{t}");
             for l in t.lines() {
                 if l.starts_with('|') {
-                    assert!(l == "| 上海 | 512 |" || l == "| 省份 | 销售额 |" || l == "|---|---|", "broken row {l:?}");
+                    assert!(
+                        l == "| 上海 | 512 |" || l == "| 省份 | 销售额 |" || l == "|---|---|",
+                        "broken row {l:?}"
+                    );
                 }
             }
             // Every part with table rows has the header first.
@@ -478,7 +517,7 @@ mod tests {
     #[test]
     fn extra_tables_become_monospace_blocks() {
         let table = "| 区 | 额 |\n|---|---|\n| 华东 | 1 |";
-        let md = vec![table; 7].join("\n\n");
+        let md = [table; 7].join("\n\n");
         let parts = render(&md, &[], &Limits::default());
         assert_eq!(parts.len(), 1);
         let t = text_of(&parts[0]);

@@ -23,6 +23,8 @@ use crate::feishu::conn::{
     self, InboundStore, LastError, Session, Transport, Tuning, Update, now_ms,
 };
 use crate::feishu::http::Http;
+use crate::outbound::{ChannelRef, Channels, Outbound, Settings as OutboundSettings, TypingJob};
+use crate::render::Limits;
 
 /// Signals the supervisor reacts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,10 @@ pub type Runner = fn(&Session, &Api, &mut dyn InboundStore, &Receiver<()>, &dyn 
 /// How long shutdown waits for connection threads.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// Reply workers (lanes by chat).
+const OUTBOUND_WORKERS: usize = 4;
+/// How long shutdown lets reply workers finish the items they hold.
+const OUTBOUND_GRACE: Duration = Duration::from_secs(10);
 const PANIC_RESTART_DELAY: Duration = Duration::from_secs(1);
 
 struct Running {
@@ -80,6 +86,10 @@ pub struct Supervisor {
     api: Arc<Api>,
     tuning: Tuning,
     runner: Runner,
+    /// Running channels as the outbound workers see them.
+    published: Channels,
+    /// Where stored questions ask for the typing reaction.
+    typing: Option<Sender<TypingJob>>,
     tx: Sender<Event>,
     rx: Receiver<Event>,
     channels: BTreeMap<String, Channel>,
@@ -105,6 +115,8 @@ impl Supervisor {
             api: Arc::new(Api::new(Http::new(Duration::from_secs(10)))),
             tuning,
             runner: conn::run,
+            published: Channels::default(),
+            typing: None,
             tx,
             rx,
             channels: BTreeMap::new(),
@@ -135,6 +147,21 @@ impl Supervisor {
             .name("config-watch".into())
             .spawn(move || watch::run(client, watch_tx, watch_stop_rx))
             .expect("spawn config-watch thread");
+        let outbound = Outbound::start(
+            OutboundSettings {
+                instance_id: self.cfg.instance_id.clone(),
+                retry_window: self.cfg.outbound_retry_window,
+                typing_reaction: self.cfg.typing_reaction.clone(),
+                workers: OUTBOUND_WORKERS,
+                limits: Limits::default(),
+                base_url_override: self.cfg.feishu_base_url.clone(),
+                recover_every: Duration::from_secs(contract::HEARTBEAT_TTL),
+            },
+            self.client.clone(),
+            self.api.clone(),
+            self.published.clone(),
+        );
+        self.typing = outbound.typing();
         let ticker = tick(Duration::from_millis(250));
         log::info!(
             "Feishu Gateway running: instance {}, version {}, redis {}",
@@ -158,6 +185,9 @@ impl Supervisor {
             self.handle(event);
         }
         drop(watch_stop_tx);
+        // Stop taking answers and finish the ones in hand, then close connections.
+        self.typing = None;
+        outbound.stop(OUTBOUND_GRACE);
         self.shutdown();
         let _ = watcher.join();
     }
@@ -389,9 +419,15 @@ impl Supervisor {
         let writer = InboundWriter {
             store: Store::new(self.client.clone()),
             channel_id: id.clone(),
-            app_id: cfg.app_id.clone(),
+            creds: session.creds.clone(),
             dedup_ttl: self.cfg.dedup_ttl,
+            hint: self.cfg.unsupported_hint.clone(),
+            typing: self.typing.clone(),
         };
+        self.published.write().expect("channels lock").insert(
+            id.clone(),
+            ChannelRef { app_id: cfg.app_id.clone(), creds: session.creds.clone() },
+        );
         let (stop_tx, stop_rx) = bounded::<()>(1);
         let (tx, api, thread_id, runner) =
             (self.tx.clone(), self.api.clone(), id.clone(), self.runner);
@@ -426,6 +462,7 @@ impl Supervisor {
 
     /// Asks a channel's thread to stop; it is joined when it has exited.
     fn stop(&mut self, id: &str) {
+        self.published.write().expect("channels lock").remove(id);
         if let Some(run) = self.channels.get_mut(id).and_then(|c| c.run.take()) {
             drop(run.stop);
             self.stopping.insert(run.generation, run.handle);

@@ -297,3 +297,35 @@ impl Drop for Gateway {
         self.kill9();
     }
 }
+
+/// An outbound item as AskTable Server would queue it.
+pub fn answer(id: &str, channel_id: &str, message_id: &str, chat_id: &str, text: &str) -> Value {
+    serde_json::json!({
+        "schema": "at.channel.outbound", "v": 1, "id": id, "ts": 1,
+        "channel_id": channel_id, "in_reply_to": format!("q-{message_id}"),
+        "target": {"message_id": message_id, "chat_id": chat_id, "reply_in_thread": false},
+        "kind": "final", "status": "ok",
+        "content": {"text": text, "attachments": []}, "error": null,
+    })
+}
+
+/// Queues an outbound item (LPUSH, as the server does).
+pub fn push_outbound(con: &mut redis::Connection, item: &str) {
+    redis::cmd("LPUSH").arg("at:channel:outbound:feishu").arg(item).query::<()>(con).unwrap();
+}
+
+/// The dead-letter list, newest first.
+pub fn dead_letters(con: &mut redis::Connection) -> Vec<Value> {
+    let items: Vec<String> = redis::cmd("LRANGE")
+        .arg("at:channel:outbound:feishu:dead")
+        .arg(0)
+        .arg(-1)
+        .query(con)
+        .unwrap_or_default();
+    items.iter().map(|s| serde_json::from_str(s).expect("dead letter is JSON")).collect()
+}
+
+/// Length of a list.
+pub fn llen(con: &mut redis::Connection, key: &str) -> usize {
+    redis::cmd("LLEN").arg(key).query(con).unwrap_or(0)
+}

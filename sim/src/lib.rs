@@ -15,9 +15,11 @@
 pub mod events;
 pub mod harness;
 mod http;
+mod im;
 pub mod pb;
 
 pub use http::{Request, Response};
+pub use im::{Fault, Reaction, Route, SentMessage};
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -145,6 +147,7 @@ struct State {
     invalid_frames: usize,
     requests: Vec<Request>,
     issued: Vec<String>,
+    im: im::Im,
 }
 
 struct Inner {
@@ -252,6 +255,36 @@ impl Sim {
         self.inner.lock().invalid_frames
     }
 
+    /// Queues a fault for the next matching IM call.
+    pub fn inject(&self, route: Route, fault: Fault) {
+        self.inner.lock().im.faults.push_back((route, fault));
+    }
+
+    /// Forgets every tenant token, as if they had expired.
+    pub fn invalidate_tokens(&self) {
+        self.inner.lock().tokens.clear();
+    }
+
+    /// Marks a user's message as withdrawn: replies to it fail with 230011.
+    pub fn withdraw(&self, message_id: &str) {
+        self.inner.lock().im.withdrawn.insert(message_id.into());
+    }
+
+    /// Every message the bots made visible, in order.
+    pub fn messages(&self) -> Vec<SentMessage> {
+        self.inner.lock().im.messages.clone()
+    }
+
+    /// Every reaction the bots added.
+    pub fn reactions(&self) -> Vec<Reaction> {
+        self.inner.lock().im.reactions.clone()
+    }
+
+    /// Waits until at least `n` messages are visible.
+    pub fn wait_messages(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_until(timeout, |s| s.inner.lock().im.messages.len() >= n)
+    }
+
     /// Every secret the simulator handed out: tickets, access keys, tenant tokens.
     pub fn issued_secrets(&self) -> Vec<String> {
         self.inner.lock().issued.clone()
@@ -289,6 +322,12 @@ impl Sim {
     /// Like `push_event`, split into `parts` fragments (sent last first).
     pub fn push_event_in_parts(&self, app_id: &str, payload: &str, parts: usize) -> u64 {
         let mut st = self.inner.lock();
+        if let Ok(v) = serde_json::from_str::<Value>(payload) {
+            let m = &v["event"]["message"];
+            if let (Some(id), Some(chat)) = (m["message_id"].as_str(), m["chat_id"].as_str()) {
+                st.im.user_messages.insert(id.into(), chat.into());
+            }
+        }
         st.pushes.push(Push {
             app_id: app_id.into(),
             payload: payload.as_bytes().to_vec(),
@@ -431,8 +470,45 @@ fn rest(inner: &Inner, req: Request) -> Response {
                 None => invalid_token(),
             }
         }
+        (method, path) if path.starts_with("/open-apis/im/v1/messages") => {
+            let rest = path.trim_start_matches("/open-apis/im/v1/messages").trim_start_matches('/');
+            let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+            let (route, id, sub) = match (method, segs.as_slice()) {
+                ("POST", []) => (Route::Send, "", ""),
+                ("POST", [id, "reply"]) => (Route::Reply, *id, ""),
+                ("PATCH", [id]) => (Route::Update, *id, ""),
+                ("POST", [id, "reactions"]) => (Route::AddReaction, *id, ""),
+                ("DELETE", [id, "reactions", rid]) => (Route::DeleteReaction, *id, *rid),
+                _ => return Response::json(404, json!({"code": 404, "msg": "not found"})),
+            };
+            let mut st = inner.lock();
+            let Some(app_id) = bearer_app_id(&st, &req) else { return invalid_token() };
+            let mut delay = Duration::ZERO;
+            match st.im.take_fault(route) {
+                Some(Fault::Error { http, code, msg, reset }) => {
+                    let mut r = Response::json(http, json!({"code": code, "msg": msg}));
+                    if let Some(secs) = reset {
+                        r.headers.push(("x-ogw-ratelimit-reset".into(), secs.to_string()));
+                        r.headers.push(("x-ogw-ratelimit-limit".into(), "50".into()));
+                    }
+                    return r;
+                }
+                Some(Fault::Delay(d)) => delay = d,
+                None => {}
+            }
+            let mut r = st.im.handle(&app_id, route, &req, id, sub);
+            drop(st);
+            inner.changed.notify_all();
+            r.delay = delay;
+            r
+        }
         _ => Response::json(404, json!({"code": 404, "msg": "not found"})),
     }
+}
+
+fn bearer_app_id(st: &State, req: &Request) -> Option<String> {
+    let token = req.header("authorization")?.strip_prefix("Bearer ")?;
+    st.tokens.get(token).cloned()
 }
 
 fn bearer_app<'a>(st: &'a State, req: &Request) -> Option<&'a App> {

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use super::contract;
 use crate::channel::Routing;
+use crate::feishu::api::AppCreds;
 use crate::feishu::conn::{InboundStore, now_ms};
-use crate::feishu::event::Message;
+use crate::feishu::event::{Message, NonText};
+use crate::outbound::TypingJob;
+use crossbeam_channel::Sender;
 
 /// Connect and per-command I/O limits.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -39,6 +42,7 @@ pub struct Store {
     inbound: Script,
     status: Script,
     status_clear: Script,
+    typing_done: Script,
 }
 
 impl Store {
@@ -49,6 +53,7 @@ impl Store {
             inbound: Script::new(contract::INBOUND_SCRIPT),
             status: Script::new(contract::STATUS_SCRIPT),
             status_clear: Script::new(contract::STATUS_CLEAR_SCRIPT),
+            typing_done: Script::new(contract::TYPING_DONE_SCRIPT),
         }
     }
 
@@ -85,10 +90,11 @@ impl Store {
         })
     }
 
-    /// Dedup and LPUSH of several items in one script, in order. Per item
-    /// `true` when newly pushed, `false` when seen before.
-    pub fn push_inbound(
+    /// Dedup and LPUSH of several items onto `list` in one script, in order.
+    /// Per item `true` when newly pushed, `false` when seen before.
+    pub fn push_unique(
         &mut self,
+        list: &str,
         items: &[InboundItem],
         dedup_ttl: u64,
     ) -> RedisResult<Vec<bool>> {
@@ -97,13 +103,133 @@ impl Store {
             for item in items {
                 call.key(contract::dedup_key(item.app_id, item.message_id));
             }
-            call.key(contract::INBOUND).arg(dedup_ttl);
+            call.key(list).arg(dedup_ttl);
             for item in items {
                 call.arg(&item.json);
             }
             let pushed: Vec<i64> = call.invoke(con)?;
             Ok(pushed.into_iter().map(|p| p == 1).collect())
         })
+    }
+
+    /// `BLMOVE from to RIGHT LEFT timeout`: the oldest item, kept in `to`.
+    pub fn blmove(
+        &mut self,
+        from: &str,
+        to: &str,
+        timeout: Duration,
+    ) -> RedisResult<Option<String>> {
+        self.with(|con, _| {
+            redis::cmd("BLMOVE")
+                .arg(from)
+                .arg(to)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(timeout.as_secs_f64())
+                .query(con)
+        })
+    }
+
+    /// `LREM list 1 item`.
+    pub fn lrem(&mut self, list: &str, item: &str) -> RedisResult<()> {
+        self.with(|con, _| redis::cmd("LREM").arg(list).arg(1).arg(item).query(con))
+    }
+
+    /// Pushes a dead letter and trims the list to the newest entries.
+    pub fn dead_letter(&mut self, json: &str) -> RedisResult<()> {
+        self.with(|con, _| {
+            redis::pipe()
+                .atomic()
+                .cmd("LPUSH")
+                .arg(contract::DEAD)
+                .arg(json)
+                .ignore()
+                .cmd("LTRIM")
+                .arg(contract::DEAD)
+                .arg(0)
+                .arg(contract::DEAD_MAX - 1)
+                .ignore()
+                .query(con)
+        })
+    }
+
+    /// Moves every item of a processing list back to the outbound list, at
+    /// the end that is read next, oldest last-read. Returns how many.
+    pub fn requeue(&mut self, processing: &str) -> RedisResult<usize> {
+        let mut n = 0;
+        loop {
+            let moved: Option<String> = self.with(|con, _| {
+                redis::cmd("LMOVE")
+                    .arg(processing)
+                    .arg(contract::OUTBOUND)
+                    .arg("LEFT")
+                    .arg("RIGHT")
+                    .query(con)
+            })?;
+            if moved.is_none() {
+                return Ok(n);
+            }
+            n += 1;
+        }
+    }
+
+    /// Every instance's processing list.
+    pub fn processing_lists(&mut self) -> RedisResult<Vec<String>> {
+        self.with(|con, _| {
+            let pattern = format!("{}*", contract::processing_prefix());
+            let mut cursor: u64 = 0;
+            let mut keys = Vec::new();
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query(con)?;
+                keys.extend(batch);
+                if next == 0 {
+                    return Ok(keys);
+                }
+                cursor = next;
+            }
+        })
+    }
+
+    pub fn exists(&mut self, key: &str) -> RedisResult<bool> {
+        self.with(|con, _| redis::cmd("EXISTS").arg(key).query(con))
+    }
+
+    pub fn get(&mut self, key: &str) -> RedisResult<Option<String>> {
+        self.with(|con, _| redis::cmd("GET").arg(key).query(con))
+    }
+
+    pub fn set_ex(&mut self, key: &str, value: &str, ttl: u64) -> RedisResult<()> {
+        self.with(|con, _| redis::cmd("SET").arg(key).arg(value).arg("EX").arg(ttl).query(con))
+    }
+
+    /// `SET key value NX EX ttl`: `false` when the key existed.
+    pub fn set_nx_ex(&mut self, key: &str, value: &str, ttl: u64) -> RedisResult<bool> {
+        self.with(|con, _| {
+            let r: Option<String> =
+                redis::cmd("SET").arg(key).arg(value).arg("NX").arg("EX").arg(ttl).query(con)?;
+            Ok(r.is_some())
+        })
+    }
+
+    /// Marks a question answered; returns the typing reaction id to delete.
+    pub fn typing_done(&mut self, app_id: &str, message_id: &str) -> RedisResult<Option<String>> {
+        self.with(|con, me| {
+            me.typing_done
+                .key(contract::typing_key(app_id, message_id))
+                .arg(contract::REPLY_TTL)
+                .invoke(con)
+        })
+    }
+
+    /// The channel's config entry, read directly (for an unknown channel).
+    pub fn read_config(&mut self, channel_id: &str) -> RedisResult<Option<Vec<u8>>> {
+        self.with(|con, _| redis::cmd("HGET").arg(contract::CONFIG).arg(channel_id).query(con))
     }
 
     /// Writes a status key under the "connected wins" rule.
@@ -176,25 +302,58 @@ pub struct InboundItem<'a> {
     pub json: String,
 }
 
-/// The connection thread's view of Redis: stores inbound items.
+/// The connection thread's view of Redis: stores inbound items, queues
+/// hint replies, and asks for the typing reaction.
 pub struct InboundWriter {
     pub store: Store,
     pub channel_id: String,
-    pub app_id: String,
+    pub creds: AppCreds,
     pub dedup_ttl: u64,
+    /// `UNSUPPORTED_MESSAGE_HINT`; empty = no reply to non-text messages.
+    pub hint: String,
+    /// Where fresh questions ask for the typing reaction (`None` = off).
+    pub typing: Option<Sender<TypingJob>>,
 }
 
 impl InboundStore for InboundWriter {
     fn store(&mut self, messages: &[&Message], routing: &Routing) -> Result<Vec<bool>, String> {
         let now = now_ms();
+        let app_id = &self.creds.app_id;
         let items: Vec<InboundItem> = messages
             .iter()
             .map(|m| InboundItem {
-                app_id: &self.app_id,
+                app_id,
                 message_id: &m.message_id,
-                json: contract::inbound_item(&self.channel_id, &self.app_id, routing, m, now),
+                json: contract::inbound_item(&self.channel_id, app_id, routing, m, now),
             })
             .collect();
-        self.store.push_inbound(&items, self.dedup_ttl).map_err(|e| describe(&e))
+        let fresh = self
+            .store
+            .push_unique(contract::INBOUND, &items, self.dedup_ttl)
+            .map_err(|e| describe(&e))?;
+        if let Some(typing) = &self.typing {
+            for (m, _) in messages.iter().zip(&fresh).filter(|(_, f)| **f) {
+                // Cosmetic: when the typing thread is behind, skip it.
+                let _ = typing.try_send(TypingJob {
+                    creds: self.creds.clone(),
+                    message_id: m.message_id.clone(),
+                    chat_id: m.chat_id.clone(),
+                });
+            }
+        }
+        Ok(fresh)
+    }
+
+    fn store_hint(&mut self, m: &NonText) -> Result<(), String> {
+        if self.hint.is_empty() {
+            return Ok(());
+        }
+        let app_id = &self.creds.app_id;
+        let json = contract::hint_item(&self.channel_id, app_id, m, &self.hint, now_ms());
+        let item = InboundItem { app_id, message_id: &m.message_id, json };
+        self.store
+            .push_unique(contract::OUTBOUND, &[item], self.dedup_ttl)
+            .map(|_| ())
+            .map_err(|e| describe(&e))
     }
 }

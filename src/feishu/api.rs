@@ -42,6 +42,72 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// What a failed call means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Try again later; wait at least this long when Feishu said so.
+    Transient(Option<Duration>),
+    /// The message replied to is gone or cannot be replied to: send to the chat.
+    TargetGone,
+    /// The group does not support replying in a thread: reply normally.
+    NoThreads,
+    /// Feishu refused the card: send text instead.
+    CardRejected,
+    /// The content is over Feishu's size limit.
+    TooLarge,
+    /// Retrying will not help (permissions, bot not in chat, …).
+    Permanent,
+}
+
+impl ApiError {
+    /// Classifies the error by Feishu's documented codes.
+    pub fn failure(&self) -> Failure {
+        match self {
+            ApiError::Http(HttpError::Transport(_)) => Failure::Transient(None),
+            ApiError::Http(HttpError::NotJson { status }) if *status >= 500 || *status == 429 => {
+                Failure::Transient(None)
+            }
+            ApiError::Http(HttpError::NotJson { .. }) => Failure::Permanent,
+            ApiError::Feishu { status, code, rate_limit_reset, .. } => {
+                let reset = rate_limit_reset.map(Duration::from_secs);
+                match code {
+                    99_991_400 | 230_020 | 1_000_004 | 1_000_005 => {
+                        Failure::Transient(reset.or(Some(Duration::from_secs(1))))
+                    }
+                    230_049 => Failure::Transient(Some(Duration::from_secs(1))),
+                    c if TOKEN_INVALID.contains(c) => Failure::Transient(None),
+                    230_011 | 231_003 | 230_050 | 230_054 | 230_111 => Failure::TargetGone,
+                    230_071 | 230_072 | 230_019 => Failure::NoThreads,
+                    230_099 => Failure::CardRejected,
+                    230_025 => Failure::TooLarge,
+                    _ if *status == 429 => {
+                        Failure::Transient(reset.or(Some(Duration::from_secs(1))))
+                    }
+                    _ if *status >= 500 => Failure::Transient(None),
+                    _ => Failure::Permanent,
+                }
+            }
+        }
+    }
+
+    /// Feishu's error code, or 0 when the call got no answer.
+    pub fn code(&self) -> i64 {
+        match self {
+            ApiError::Feishu { code, .. } => *code,
+            ApiError::Http(_) => 0,
+        }
+    }
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination<'a> {
+    /// A reply to a message, optionally in its thread.
+    Reply { message_id: &'a str, in_thread: bool },
+    /// A new message in a chat.
+    Chat { chat_id: &'a str },
+}
+
 /// Codes meaning "the tenant token is not (any longer) valid".
 const TOKEN_INVALID: [i64; 3] = [99_991_661, 99_991_663, 99_991_665];
 
@@ -147,6 +213,70 @@ impl Api {
         unreachable!("the second attempt always returns")
     }
 
+    /// Sends one message (`msg_type`, `content` JSON string) with an
+    /// idempotency `uuid`; returns the new message's id. Feishu accepts one
+    /// send per uuid within an hour, so a replay never posts twice.
+    pub fn send(
+        &self,
+        creds: &AppCreds,
+        dest: Destination,
+        msg_type: &str,
+        content: &str,
+        uuid: &str,
+    ) -> Result<String, ApiError> {
+        let (url, body) = match dest {
+            Destination::Reply { message_id, in_thread } => (
+                Self::url(creds, &format!("/open-apis/im/v1/messages/{message_id}/reply")),
+                json!({ "msg_type": msg_type, "content": content, "reply_in_thread": in_thread, "uuid": uuid }),
+            ),
+            Destination::Chat { chat_id } => (
+                Self::url(creds, "/open-apis/im/v1/messages?receive_id_type=chat_id"),
+                json!({ "receive_id": chat_id, "msg_type": msg_type, "content": content, "uuid": uuid }),
+            ),
+        };
+        let reply = self.with_token(creds, |http, token| http.post(&url, &body, Some(token)))?;
+        Ok(data_str(&reply, "message_id"))
+    }
+
+    /// Replaces the content of a card the bot sent (`PATCH`).
+    pub fn update_card(
+        &self,
+        creds: &AppCreds,
+        message_id: &str,
+        content: &str,
+    ) -> Result<(), ApiError> {
+        let url = Self::url(creds, &format!("/open-apis/im/v1/messages/{message_id}"));
+        let body = json!({ "content": content });
+        self.with_token(creds, |http, token| http.patch(&url, &body, token)).map(|_| ())
+    }
+
+    /// Adds an emoji reaction; returns its id.
+    pub fn add_reaction(
+        &self,
+        creds: &AppCreds,
+        message_id: &str,
+        emoji: &str,
+    ) -> Result<String, ApiError> {
+        let url = Self::url(creds, &format!("/open-apis/im/v1/messages/{message_id}/reactions"));
+        let body = json!({ "reaction_type": { "emoji_type": emoji } });
+        let reply = self.with_token(creds, |http, token| http.post(&url, &body, Some(token)))?;
+        Ok(data_str(&reply, "reaction_id"))
+    }
+
+    /// Removes a reaction the bot added.
+    pub fn delete_reaction(
+        &self,
+        creds: &AppCreds,
+        message_id: &str,
+        reaction_id: &str,
+    ) -> Result<(), ApiError> {
+        let url = Self::url(
+            creds,
+            &format!("/open-apis/im/v1/messages/{message_id}/reactions/{reaction_id}"),
+        );
+        self.with_token(creds, |http, token| http.delete(&url, token)).map(|_| ())
+    }
+
     /// The bot's own open_id and name (`GET /open-apis/bot/v3/info`).
     pub fn bot_info(&self, creds: &AppCreds) -> Result<BotInfo, ApiError> {
         let url = Self::url(creds, "/open-apis/bot/v3/info");
@@ -168,6 +298,16 @@ impl Api {
         }
         Ok(BotInfo { open_id, name: field("app_name") })
     }
+}
+
+fn data_str(reply: &Reply, key: &str) -> String {
+    reply
+        .body
+        .get("data")
+        .and_then(|d| d.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Turns a reply with a non-zero code into an error.

@@ -39,6 +39,10 @@ pub trait InboundStore {
         messages: &[&event::Message],
         routing: &Routing,
     ) -> Result<Vec<bool>, String>;
+
+    /// Queues the "only text is supported" reply for a non-text message
+    /// (once per message). `Err`: nothing was queued.
+    fn store_hint(&mut self, message: &event::NonText) -> Result<(), String>;
 }
 
 /// An error as shown in the status key's `last_error`.
@@ -379,8 +383,17 @@ struct Pending {
     /// The frame that completed the event; echoed back as the ack.
     frame: Frame,
     received: Instant,
-    /// A question to store, or `None` when the ack is already decided (200).
-    message: Option<Box<event::Message>>,
+    work: Work,
+}
+
+/// What an event needs before it can be acknowledged.
+enum Work {
+    /// A question to store.
+    Question(Box<event::Message>),
+    /// A non-text message whose hint reply must be queued.
+    Hint(event::NonText),
+    /// Nothing: acknowledge with 200.
+    Nothing,
 }
 
 struct Conn<'a> {
@@ -512,7 +525,7 @@ impl Conn<'_> {
                 let payload = frame.payload.clone().unwrap_or_default();
                 match reassembler.push(&id, sum, seq, payload, received) {
                     Ok(Some(whole)) => {
-                        Some(Pending { message: self.on_event(&whole), frame, received })
+                        Some(Pending { work: self.on_event(&whole), frame, received })
                     }
                     Ok(None) => None,
                     Err(e) => {
@@ -532,9 +545,8 @@ impl Conn<'_> {
         }
     }
 
-    /// Decides what to do with one complete event: a message to store, or
-    /// `None` when it is acknowledged without storing.
-    fn on_event(&mut self, payload: &[u8]) -> Option<Box<event::Message>> {
+    /// Decides what to do with one complete event.
+    fn on_event(&mut self, payload: &[u8]) -> Work {
         if self.seen_reported.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             self.seen_reported = Some(Instant::now());
             (self.report)(Update::EventSeen(now_ms()));
@@ -550,28 +562,28 @@ impl Conn<'_> {
         };
         let tag = self.tag;
         match event::parse(payload, &ctx) {
-            Ok(Outcome::Message(msg)) => Some(msg),
+            Ok(Outcome::Message(msg)) => Work::Question(msg),
             Ok(Outcome::NonText(m)) => {
                 log::info!(
-                    "{tag} {} message {} not forwarded (only text and post are)",
+                    "{tag} {} message {} answered with the text-only hint",
                     m.msg_type,
                     m.message_id
                 );
-                None
+                Work::Hint(m)
             }
             Ok(Outcome::Skipped { event_id, reason: event::Skip::TokenMismatch }) => {
                 log::warn!(
                     "{tag} event {event_id} dropped: its verification token differs from the channel's verification_token"
                 );
-                None
+                Work::Nothing
             }
             Ok(Outcome::Skipped { event_id, reason }) => {
                 log::debug!("{tag} event {event_id} skipped: {}", reason.as_str());
-                None
+                Work::Nothing
             }
             Err(e) => {
                 log::warn!("{tag} {e}; acknowledged and dropped");
-                None
+                Work::Nothing
             }
         }
     }
@@ -582,8 +594,13 @@ impl Conn<'_> {
     fn flush(&mut self, socket: &mut Socket, pending: &mut Vec<Pending>) -> Result<(), End> {
         set_nonblocking(socket, false)
             .map_err(|e| End::Lost(LastError::new("connection_lost", e.to_string())))?;
-        let messages: Vec<&event::Message> =
-            pending.iter().filter_map(|p| p.message.as_deref()).collect();
+        let messages: Vec<&event::Message> = pending
+            .iter()
+            .filter_map(|p| match &p.work {
+                Work::Question(m) => Some(m.as_ref()),
+                _ => None,
+            })
+            .collect();
         let stored = if messages.is_empty() { Ok(Vec::new()) } else { self.store(&messages) };
         if let Ok(fresh) = &stored {
             for (msg, fresh) in messages.iter().zip(fresh) {
@@ -606,7 +623,21 @@ impl Conn<'_> {
             );
         }
         for p in pending.drain(..) {
-            let code = if p.message.is_some() && stored.is_err() { 500 } else { 200 };
+            let code = match &p.work {
+                Work::Question(_) if stored.is_err() => 500,
+                Work::Hint(m) => match self.store.store_hint(m) {
+                    Ok(()) => 200,
+                    Err(e) => {
+                        log::warn!(
+                            "{} hint for {} not queued ({e}); Feishu will deliver it again",
+                            self.tag,
+                            m.message_id
+                        );
+                        500
+                    }
+                },
+                _ => 200,
+            };
             let mut frame = p.frame;
             frame.headers.push(("biz_rt".into(), p.received.elapsed().as_millis().to_string()));
             frame.payload = Some(format!("{{\"code\":{code}}}").into_bytes());

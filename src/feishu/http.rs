@@ -96,6 +96,21 @@ impl Http {
         read(req.send(body.to_string()))
     }
 
+    /// `PATCH url` with a JSON body and a bearer token.
+    pub fn patch(&self, url: &str, body: &Value, bearer: &str) -> Result<Reply, HttpError> {
+        let req = self
+            .agent
+            .patch(url)
+            .content_type("application/json; charset=utf-8")
+            .header("Authorization", &format!("Bearer {bearer}"));
+        read(req.send(body.to_string()))
+    }
+
+    /// `DELETE url` with a bearer token.
+    pub fn delete(&self, url: &str, bearer: &str) -> Result<Reply, HttpError> {
+        read(self.agent.delete(url).header("Authorization", &format!("Bearer {bearer}")).call())
+    }
+
     /// `GET url` with an optional bearer token.
     pub fn get(&self, url: &str, bearer: Option<&str>) -> Result<Reply, HttpError> {
         let mut req = self.agent.get(url);
