@@ -418,3 +418,50 @@ fn a_dead_instances_unfinished_items_are_recovered() {
     assert!(gw.log().contains("of stopped instance ghost"));
     assert_eq!(llen(&mut con, "at:channel:outbound:feishu:processing:ghost"), 0);
 }
+
+#[test]
+fn replies_to_one_chat_respect_feishus_five_per_second() {
+    let mut s = setup();
+    for i in 0..12 {
+        push_outbound(
+            &mut s.con,
+            &answer(&format!("r{i}"), "ch_1", &format!("om_r{i}"), "oc_busy", &format!("a{i}"))
+                .to_string(),
+        );
+    }
+    assert!(s.sim.wait_messages(12, SECS(15)), "{}", s.gw.log());
+    let at: Vec<std::time::Instant> = s.sim.messages().iter().map(|m| m.at).collect();
+    // No one-second window holds more than five calls to that chat.
+    for (i, t) in at.iter().enumerate() {
+        let in_window = at[i..].iter().filter(|u| u.duration_since(*t) < SECS(1)).count();
+        assert!(in_window <= 5, "{in_window} replies within one second");
+    }
+    // Replies in one chat keep their order.
+    let texts: Vec<String> = s.sim.messages().iter().map(|m| m.text()).collect();
+    assert_eq!(texts, (0..12).map(|i| format!("a{i}")).collect::<Vec<_>>());
+}
+
+#[test]
+fn redis_restart_loses_no_answer() {
+    let mut redis = RedisServer::start_persistent();
+    let sim = sim();
+    sim.add_app(APP, SECRET);
+    let mut con = redis.con();
+    put_channel(&mut con, "ch_1", &channel("ch_1", APP, SECRET));
+    let gw = start_gateway(&redis.url(), &sim, "gw-out", &[("TYPING_REACTION", "")]);
+    assert!(sim.wait_connections(APP, 1, SECS(10)));
+    push_outbound(&mut con, &answer("before", "ch_1", "om_1", "oc_1", "before").to_string());
+    assert!(sim.wait_messages(1, SECS(10)));
+    redis.restart();
+    let mut con = redis.con();
+    push_outbound(&mut con, &answer("after", "ch_1", "om_2", "oc_2", "after").to_string());
+    assert!(sim.wait_messages(2, SECS(15)), "{}", gw.log());
+    redis.stop();
+    std::thread::sleep(SECS(2));
+    redis.restart();
+    let mut con = redis.con();
+    push_outbound(&mut con, &answer("later", "ch_1", "om_3", "oc_3", "later").to_string());
+    assert!(sim.wait_messages(3, SECS(15)), "{}", gw.log());
+    let texts: Vec<String> = sim.messages().iter().map(|m| m.text()).collect();
+    assert_eq!(texts, ["before", "after", "later"]);
+}
