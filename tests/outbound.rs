@@ -465,3 +465,27 @@ fn redis_restart_loses_no_answer() {
     let texts: Vec<String> = sim.messages().iter().map(|m| m.text()).collect();
     assert_eq!(texts, ["before", "after", "later"]);
 }
+
+#[test]
+fn thread_replies_and_the_retry_window() {
+    let mut s = setup_with(&[("OUTBOUND_RETRY_WINDOW", "2")]);
+    let q = ask(&mut s, "q");
+    let mut threaded = answer("t1", "ch_1", &q.message_id, &q.chat_id, "in the thread");
+    threaded["target"]["reply_in_thread"] = json!(true);
+    push_outbound(&mut s.con, &threaded.to_string());
+    assert!(s.sim.wait_messages(1, SECS(10)));
+    assert!(s.sim.messages()[0].in_thread);
+    // Feishu keeps failing: after the retry window the item is dead-lettered.
+    for _ in 0..20 {
+        s.sim.inject(Route::Reply, Fault::server_error());
+    }
+    push_outbound(
+        &mut s.con,
+        &answer("t2", "ch_1", &q.message_id, &q.chat_id, "never").to_string(),
+    );
+    assert!(wait_for(SECS(15), || dead_letters(&mut s.con).len() == 1), "{}", s.gw.log());
+    let reason = dead_letters(&mut s.con)[0]["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("retry window of 2s"), "{reason}");
+    assert!(wait_for(SECS(5), || processing_empty(&mut s)));
+    assert_eq!(s.sim.messages().len(), 1);
+}
