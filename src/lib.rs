@@ -4,6 +4,7 @@
 
 pub mod bridge;
 pub mod channel;
+pub mod cli;
 pub mod config;
 pub mod feishu;
 pub mod logging;

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use asktable_feishu_gateway::cli;
 use asktable_feishu_gateway::config::Config;
 use asktable_feishu_gateway::feishu::conn::Tuning;
 use asktable_feishu_gateway::logging;
@@ -11,12 +12,19 @@ const USAGE: &str = "\
 asktable-feishu-gateway: connects Feishu/Lark bots to AskTable through Redis
 
 Usage:
-  asktable-feishu-gateway [run]     run the gateway (the default)
-  asktable-feishu-gateway --version print the version
-  asktable-feishu-gateway --help    print this help
+  asktable-feishu-gateway [run]            run the gateway (the default)
+  asktable-feishu-gateway check            check Redis, channels, Feishu apps and the running gateway
+  asktable-feishu-gateway status [--json]  show every channel's state
+  asktable-feishu-gateway channel list     list configured channels (secrets masked)
+  asktable-feishu-gateway channel put <channel_id> --app-id <cli_…> [--agent-id ID] [--project-id ID]
+                          [--domain feishu|lark|https://…] [--group-policy mention|all] [--disabled]
+                                           add or change a channel; the App Secret is read from
+                                           FEISHU_APP_SECRET or stdin (never from arguments)
+  asktable-feishu-gateway channel rm <channel_id>
+  asktable-feishu-gateway --version | --help
 
-Settings come from the environment (REDIS_URL, GATEWAY_INSTANCE_ID, ...);
-see README.md. Channels are configured by AskTable Server in Redis.
+Settings come from the environment (REDIS_URL, GATEWAY_INSTANCE_ID, …; see
+README.md). Channels are normally configured by AskTable Server in Redis.
 ";
 
 #[allow(clippy::print_stdout, clippy::print_stderr)] // the CLI's own output
@@ -24,6 +32,15 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [] | ["run"] => run(),
+        ["check"] => cli::check(Config::from_env()),
+        ["status", ..] | ["channel", ..] => match Config::from_env() {
+            Err(e) => {
+                eprintln!("asktable-feishu-gateway: {e}");
+                ExitCode::from(2)
+            }
+            Ok(cfg) if args[0] == "status" => cli::status(&cfg, &args[1..]),
+            Ok(cfg) => cli::channel(&cfg, &args[1..]),
+        },
         ["--version" | "-V" | "version"] => {
             println!("asktable-feishu-gateway {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

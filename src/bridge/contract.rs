@@ -65,6 +65,36 @@ pub fn typing_key(app_id: &str, message_id: &str) -> String {
 /// Seconds reply and typing keys live.
 pub const REPLY_TTL: u64 = 86_400;
 
+/// Pattern matching every status key.
+pub const STATUS_PATTERN: &str = "at:channel:status:feishu:*";
+/// Pattern matching every heartbeat key.
+pub const HEARTBEAT_PATTERN: &str = "at:channel:gateway:feishu:*";
+
+/// A channel config entry as `channel put` writes it.
+pub struct NewChannel<'a> {
+    pub channel_id: &'a str,
+    pub app_id: &'a str,
+    pub app_secret: &'a str,
+    pub encrypt_key: &'a str,
+    pub verification_token: &'a str,
+    pub agent_id: Option<&'a str>,
+    pub project_id: Option<&'a str>,
+    pub domain: &'a str,
+    pub group_policy: &'a str,
+    pub enabled: bool,
+}
+
+pub fn channel_config_json(c: &NewChannel, now_ms: u64) -> String {
+    json!({
+        "schema": "at.channel.config", "v": VERSION, "ts": now_ms,
+        "channel_id": c.channel_id, "agent_id": c.agent_id, "project_id": c.project_id,
+        "enabled": c.enabled, "app_id": c.app_id, "app_secret": c.app_secret,
+        "encrypt_key": c.encrypt_key, "verification_token": c.verification_token,
+        "domain": c.domain, "group_policy": c.group_policy,
+    })
+    .to_string()
+}
+
 /// Seconds a heartbeat key lives.
 pub const HEARTBEAT_TTL: u64 = 30;
 

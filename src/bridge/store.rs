@@ -79,6 +79,78 @@ impl Store {
         self.with(|con, _| redis::cmd("PING").query(con))
     }
 
+    /// The server's `redis_version` (from `INFO server`).
+    pub fn server_version(&mut self) -> RedisResult<String> {
+        self.with(|con, _| {
+            let info: String = redis::cmd("INFO").arg("server").query(con)?;
+            Ok(info
+                .lines()
+                .find_map(|l| l.strip_prefix("redis_version:"))
+                .unwrap_or("unknown")
+                .trim()
+                .to_owned())
+        })
+    }
+
+    /// Writes one channel's config entry and announces the change.
+    pub fn put_config(&mut self, channel_id: &str, json: &str) -> RedisResult<()> {
+        self.with(|con, _| {
+            redis::pipe()
+                .cmd("HSET")
+                .arg(contract::CONFIG)
+                .arg(channel_id)
+                .arg(json)
+                .ignore()
+                .cmd("PUBLISH")
+                .arg(contract::CONFIG_CHANGED)
+                .arg(channel_id)
+                .ignore()
+                .query(con)
+        })
+    }
+
+    /// Removes one channel's config entry and announces it. `false` when absent.
+    pub fn remove_config(&mut self, channel_id: &str) -> RedisResult<bool> {
+        self.with(|con, _| {
+            let (removed,): (i64,) = redis::pipe()
+                .cmd("HDEL")
+                .arg(contract::CONFIG)
+                .arg(channel_id)
+                .cmd("PUBLISH")
+                .arg(contract::CONFIG_CHANGED)
+                .arg(channel_id)
+                .ignore()
+                .query(con)?;
+            Ok(removed == 1)
+        })
+    }
+
+    /// The values of every key matching `pattern` (SCAN + GET).
+    pub fn scan_values(&mut self, pattern: &str) -> RedisResult<Vec<(String, String)>> {
+        self.with(|con, _| {
+            let mut cursor: u64 = 0;
+            let mut out = Vec::new();
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query(con)?;
+                for k in keys {
+                    let v: Option<String> = redis::cmd("GET").arg(&k).query(con)?;
+                    out.extend(v.map(|v| (k, v)));
+                }
+                if next == 0 {
+                    out.sort();
+                    return Ok(out);
+                }
+                cursor = next;
+            }
+        })
+    }
+
     /// Every field of the channel config hash.
     pub fn read_configs(&mut self) -> RedisResult<Vec<(String, Vec<u8>)>> {
         self.with(|con, _| {

@@ -1,0 +1,197 @@
+//! The operator commands against a real Redis, the simulator and a running gateway.
+
+mod support;
+
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use support::*;
+
+const APP: &str = "cli_c0ffee0000000001";
+const SECRET: &str = "cli-test-secret-never-printed";
+
+fn run(
+    redis_url: &str,
+    sim: Option<&Sim>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_asktable-feishu-gateway"));
+    cmd.env_clear()
+        .env("REDIS_URL", redis_url)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(sim) = sim {
+        cmd.env("FEISHU_BASE_URL", sim.base_url());
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let mut out = None;
+    // Bounded: the commands finish in well under the limit.
+    assert!(wait_for(SECS(30), || {
+        out = child.try_wait().unwrap();
+        out.is_some()
+    }));
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn channel_put_list_rm_round_trip_never_shows_the_secret() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let put = run(
+        &url,
+        None,
+        &[
+            "channel",
+            "put",
+            "ch_ops",
+            "--app-id",
+            APP,
+            "--agent-id",
+            "ag1",
+            "--group-policy",
+            "all",
+        ],
+        &[],
+        &format!("{SECRET}\n"),
+    );
+    assert!(put.status.success(), "{}", text(&put));
+    assert!(!text(&put).contains(SECRET));
+    let mut con = redis.con();
+    let raw: String =
+        redis::cmd("HGET").arg("at:channel:config:feishu").arg("ch_ops").query(&mut con).unwrap();
+    let v: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        (v["app_id"].as_str(), v["app_secret"].as_str(), v["agent_id"].as_str()),
+        (Some(APP), Some(SECRET), Some("ag1"))
+    );
+    assert_eq!(v["group_policy"], "all");
+    // From the environment instead of stdin.
+    let put2 = run(
+        &url,
+        None,
+        &["channel", "put", "ch_env", "--app-id", "cli_x", "--disabled"],
+        &[("FEISHU_APP_SECRET", "env-secret-xyz"), ("FEISHU_ENCRYPT_KEY", "ek-secret")],
+        "",
+    );
+    assert!(put2.status.success(), "{}", text(&put2));
+    let list = run(&url, None, &["channel", "list"], &[], "");
+    let out = text(&list);
+    assert!(list.status.success());
+    assert!(out.contains("ch_ops") && out.contains(APP) && out.contains("app_secret=***"), "{out}");
+    assert!(out.contains("encrypt_key=***"));
+    for secret in [SECRET, "env-secret-xyz", "ek-secret"] {
+        assert!(!out.contains(secret), "{out}");
+    }
+    // Secrets on the command line are refused.
+    let bad = run(
+        &url,
+        None,
+        &["channel", "put", "ch_x", "--app-id", "cli_x", "--app-secret", "s"],
+        &[],
+        "",
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("never taken from the command line"));
+    // Invalid values are refused before anything is written.
+    let bad = run(
+        &url,
+        None,
+        &["channel", "put", "ch_y", "--app-id", "cli_y", "--domain", "http://x"],
+        &[],
+        "s\n",
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    let rm = run(&url, None, &["channel", "rm", "ch_ops"], &[], "");
+    assert!(rm.status.success());
+    let exists: bool = redis::cmd("HEXISTS")
+        .arg("at:channel:config:feishu")
+        .arg("ch_ops")
+        .query(&mut con)
+        .unwrap();
+    assert!(!exists);
+    assert_eq!(run(&url, None, &["channel", "rm", "ch_ops"], &[], "").status.code(), Some(2));
+}
+
+#[test]
+fn check_and_status_on_a_good_and_a_broken_setup() {
+    let mut redis = RedisServer::start();
+    let sim = sim();
+    sim.add_app(APP, SECRET);
+    sim.add_app("cli_bad0000000000001", "right-secret");
+    let url = redis.url();
+    let mut con = redis.con();
+    put_channel(&mut con, "ch_ok", &channel("ch_ok", APP, SECRET));
+    let gw = start_gateway(&url, &sim, "gw-ops", &[]);
+    assert!(sim.wait_connections(APP, 1, SECS(10)));
+    assert!(wait_for(SECS(5), || state(&mut con, "ch_ok").as_deref() == Some("connected")));
+    assert!(wait_for(SECS(5), || redis::cmd("EXISTS")
+        .arg("at:channel:gateway:feishu:gw-ops")
+        .query::<bool>(&mut con)
+        .unwrap()));
+
+    let good = run(&url, Some(&sim), &["check"], &[], "");
+    let out = text(&good);
+    assert!(good.status.success(), "{out}\n{}", gw.log());
+    assert!(out.contains("✔") && !out.contains("✘"), "{out}");
+    assert!(out.contains("Bot cli_c0ffee0000000001"), "bot name shown: {out}");
+    assert!(out.contains("version 7"), "redis version shown: {out}");
+    assert!(!out.contains(SECRET));
+
+    let status = run(&url, None, &["status", "--json"], &[], "");
+    let rows: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(rows[0]["channel_id"], "ch_ok");
+    assert_eq!(rows[0]["state"], "connected");
+    assert_eq!(rows[0]["instance_id"], "gw-ops");
+    assert_eq!(rows[0]["app_id"], APP);
+    let table = text(&run(&url, None, &["status"], &[], ""));
+    assert!(
+        table.contains("CHANNEL") && table.contains("ch_ok") && table.contains("connected"),
+        "{table}"
+    );
+
+    // A wrong secret: check fails with a hint; status shows the error.
+    put_channel(&mut con, "ch_bad", &channel("ch_bad", "cli_bad0000000000001", "wrong"));
+    assert!(wait_for(SECS(5), || state(&mut con, "ch_bad").as_deref() == Some("error")));
+    let bad = run(&url, Some(&sim), &["check"], &[], "");
+    let out = text(&bad);
+    assert_eq!(bad.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("✘ ch_bad: long connection") || out.contains("✘  ch_bad: long connection"),
+        "{out}"
+    );
+    assert!(
+        out.contains("App Secret does not match") && out.contains("developer console"),
+        "{out}"
+    );
+    let rows: Value =
+        serde_json::from_slice(&run(&url, None, &["status", "--json"], &[], "").stdout).unwrap();
+    let bad_row = rows.as_array().unwrap().iter().find(|r| r["channel_id"] == "ch_bad").unwrap();
+    assert_eq!(bad_row["state"], "error");
+    assert_eq!(bad_row["last_error"]["code"], "invalid_credentials");
+
+    // Redis down: check says so and fails.
+    redis.stop();
+    let down = run(&url, Some(&sim), &["check"], &[], "");
+    let out = text(&down);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(
+        out.contains("✘") && out.contains("unreachable") && out.contains("check REDIS_URL"),
+        "{out}"
+    );
+    // Bad environment.
+    let env = run(&url, None, &["check"], &[("STATUS_TTL", "x")], "");
+    assert_eq!(env.status.code(), Some(1));
+    assert!(text(&env).contains("invalid STATUS_TTL"));
+}
