@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod feishu;
 pub mod logging;
+pub mod metrics;
 pub mod outbound;
 pub mod render;
 pub mod supervisor;

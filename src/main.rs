@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use asktable_feishu_gateway::cli;
 use asktable_feishu_gateway::config::Config;
 use asktable_feishu_gateway::feishu::conn::Tuning;
-use asktable_feishu_gateway::logging;
 use asktable_feishu_gateway::supervisor::{Signal, Supervisor};
+use asktable_feishu_gateway::{logging, metrics};
 
 const USAGE: &str = "\
 asktable-feishu-gateway: connects Feishu/Lark bots to AskTable through Redis
@@ -66,6 +66,17 @@ fn run() -> ExitCode {
         }
     };
     logging::init();
+    if let Some(addr) = cfg.metrics_addr {
+        match metrics::serve(addr) {
+            Ok(bound) => {
+                log::info!("metrics on http://{bound}/metrics, health on http://{bound}/healthz")
+            }
+            Err(e) => {
+                log::error!("invalid METRICS_ADDR: cannot listen on {addr}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let signals = match signal_thread() {
         Ok(rx) => rx,
         Err(e) => {

@@ -22,6 +22,7 @@ use crate::bridge::contract::{self, Kind, Outbound as Item};
 use crate::bridge::store::{Store, describe};
 use crate::feishu::api::{Api, AppCreds, Destination, Failure};
 use crate::feishu::conn::now_ms;
+use crate::metrics;
 use crate::render::{self, Limits, Part};
 
 /// What a worker needs to know about a channel.
@@ -312,6 +313,7 @@ impl Pop {
                 }
             }
             Err(reason) => {
+                metrics::inc("feishu_gateway_outbound_items_total", &[("outcome", "dead_letter")]);
                 log::warn!("outbound: item dead-lettered: {reason}");
                 let dead = contract::dead_letter_json(&reason, &raw, now_ms());
                 if self
@@ -390,6 +392,7 @@ impl Worker {
     }
 
     fn dead(&mut self, job: &Job, reason: &str) {
+        metrics::inc("feishu_gateway_outbound_items_total", &[("outcome", "dead_letter")]);
         log::warn!(
             "outbound: item {} for channel {} dead-lettered: {reason}",
             job.item.id,
@@ -515,6 +518,7 @@ impl Worker {
         };
         match result {
             Ok(()) => {
+                metrics::inc("feishu_gateway_outbound_items_total", &[("outcome", "delivered")]);
                 log::info!(
                     "outbound: item {} delivered to {} ({} chat)",
                     job.item.id,
@@ -641,6 +645,7 @@ impl Worker {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            metrics::inc("feishu_gateway_feishu_errors_total", &[("code", &e.code().to_string())]);
             match e.failure() {
                 Failure::Transient(wait) => {
                     let wait = wait.unwrap_or(backoff).min(Duration::from_secs(60));

@@ -23,6 +23,7 @@ use crate::feishu::conn::{
     self, InboundStore, LastError, Session, Transport, Tuning, Update, now_ms,
 };
 use crate::feishu::http::Http;
+use crate::metrics;
 use crate::outbound::{ChannelRef, Channels, Outbound, Settings as OutboundSettings, TypingJob};
 use crate::render::Limits;
 
@@ -52,6 +53,7 @@ pub type Runner = fn(&Session, &Api, &mut dyn InboundStore, &Receiver<()>, &dyn 
 /// How long shutdown waits for connection threads.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// Reply workers (lanes by chat).
 const OUTBOUND_WORKERS: usize = 4;
 /// How long shutdown lets reply workers finish the items they hold.
@@ -101,6 +103,7 @@ pub struct Supervisor {
     reload_failures: u32,
     next_status: Instant,
     next_heartbeat: Instant,
+    next_queue_sample: Instant,
 }
 
 impl Supervisor {
@@ -128,6 +131,7 @@ impl Supervisor {
             reload_failures: 0,
             next_status: now,
             next_heartbeat: now,
+            next_queue_sample: now,
             cfg,
         })
     }
@@ -220,6 +224,17 @@ impl Supervisor {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
+        metrics::main_loop_alive(self.redis_ok == Some(true));
+        if now >= self.next_queue_sample {
+            self.next_queue_sample = now + QUEUE_SAMPLE_EVERY;
+            let processing = contract::processing_key(&self.cfg.instance_id);
+            let keys = [contract::INBOUND, contract::OUTBOUND, processing.as_str(), contract::DEAD];
+            if let Ok(lens) = self.store.llens(&keys) {
+                for (name, len) in ["inbound", "outbound", "processing", "dead"].iter().zip(lens) {
+                    metrics::set("feishu_gateway_queue_length", &[("queue", name)], len as f64);
+                }
+            }
+        }
         let due: Vec<String> = self
             .channels
             .iter()
@@ -329,6 +344,7 @@ impl Supervisor {
             log::info!("[{id}] channel removed from the configuration; closing its connection");
             self.stop(&id);
             self.channels.remove(&id);
+            metrics::forget_channel(&id);
             let result = self.store.clear_status(&id, &self.cfg.instance_id);
             self.note_redis(result);
         }
@@ -515,6 +531,20 @@ impl Supervisor {
         }
         ch.state = state;
         ch.last_error = error;
+        for s in [
+            State::Connecting,
+            State::Connected,
+            State::Disconnected,
+            State::Error,
+            State::Disabled,
+        ] {
+            let v = if s == state { 1.0 } else { 0.0 };
+            metrics::set(
+                "feishu_gateway_channel_state",
+                &[("channel", id), ("state", s.as_str())],
+                v,
+            );
+        }
         self.write_status(id);
     }
 

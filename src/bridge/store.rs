@@ -268,6 +268,17 @@ impl Store {
         })
     }
 
+    /// Lengths of several lists in one round trip.
+    pub fn llens(&mut self, keys: &[&str]) -> RedisResult<Vec<u64>> {
+        self.with(|con, _| {
+            let mut pipe = redis::pipe();
+            for k in keys {
+                pipe.cmd("LLEN").arg(*k);
+            }
+            pipe.query(con)
+        })
+    }
+
     pub fn exists(&mut self, key: &str) -> RedisResult<bool> {
         self.with(|con, _| redis::cmd("EXISTS").arg(key).query(con))
     }

@@ -168,6 +168,7 @@ impl Api {
                 rate_limit_reset: None,
             });
         }
+        crate::metrics::inc("feishu_gateway_token_refreshes_total", &[]);
         let expire = reply.body.get("expire").and_then(Value::as_u64).unwrap_or(7200);
         // Feishu issues a new token only when the old one has < 30 min left:
         // refresh then, or at half-life for short-lived tokens.

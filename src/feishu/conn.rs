@@ -26,6 +26,7 @@ use super::event::{self, Outcome};
 use super::frame::{Frame, METHOD_CONTROL, METHOD_DATA};
 use super::reassembly::{Limits, Reassembler};
 use crate::channel::{Routing, Secret};
+use crate::metrics;
 
 type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
@@ -187,6 +188,10 @@ pub fn run(
                 match conn.read_loop(opened) {
                     End::Stopped => return,
                     End::Lost(err) => {
+                        metrics::inc(
+                            "feishu_gateway_reconnects_total",
+                            &[("channel", &session.channel_id)],
+                        );
                         log::warn!("{tag} long connection lost: {}; reconnecting", err.message);
                         report(Update::Disconnected(err));
                     }
@@ -392,8 +397,8 @@ enum Work {
     Question(Box<event::Message>),
     /// A non-text message whose hint reply must be queued.
     Hint(event::NonText),
-    /// Nothing: acknowledge with 200.
-    Nothing,
+    /// Nothing: acknowledge with 200. The outcome label for metrics.
+    Skip(&'static str),
 }
 
 struct Conn<'a> {
@@ -454,6 +459,7 @@ impl Conn<'_> {
             match socket.read() {
                 Ok(msg) => {
                     awaiting = None;
+                    metrics::frame_seen(&self.session.channel_id);
                     if let WsMessage::Binary(bytes) = msg {
                         pending.extend(self.on_frame(&bytes, &mut config, &mut reassembler));
                     } else if let WsMessage::Close(frame) = msg {
@@ -575,15 +581,15 @@ impl Conn<'_> {
                 log::warn!(
                     "{tag} event {event_id} dropped: its verification token differs from the channel's verification_token"
                 );
-                Work::Nothing
+                Work::Skip("filtered")
             }
             Ok(Outcome::Skipped { event_id, reason }) => {
                 log::debug!("{tag} event {event_id} skipped: {}", reason.as_str());
-                Work::Nothing
+                Work::Skip(if reason == event::Skip::Stale { "stale" } else { "filtered" })
             }
             Err(e) => {
                 log::warn!("{tag} {e}; acknowledged and dropped");
-                Work::Nothing
+                Work::Skip("invalid")
             }
         }
     }
@@ -622,22 +628,36 @@ impl Conn<'_> {
                 messages.len()
             );
         }
+        let mut fresh = stored.as_ref().ok().map(|f| f.iter());
+        let channel = self.session.channel_id.as_str();
         for p in pending.drain(..) {
-            let code = match &p.work {
-                Work::Question(_) if stored.is_err() => 500,
+            let (code, outcome) = match &p.work {
+                Work::Question(_) => match fresh.as_mut().and_then(Iterator::next) {
+                    Some(true) => (200, "stored"),
+                    Some(false) => (200, "duplicate"),
+                    None => (500, "not_stored"),
+                },
                 Work::Hint(m) => match self.store.store_hint(m) {
-                    Ok(()) => 200,
+                    Ok(()) => (200, "unsupported"),
                     Err(e) => {
                         log::warn!(
                             "{} hint for {} not queued ({e}); Feishu will deliver it again",
                             self.tag,
                             m.message_id
                         );
-                        500
+                        (500, "not_stored")
                     }
                 },
-                _ => 200,
+                Work::Skip(outcome) => (200, *outcome),
             };
+            metrics::inc(
+                "feishu_gateway_inbound_events_total",
+                &[("channel", channel), ("outcome", outcome)],
+            );
+            metrics::inc(
+                "feishu_gateway_acks_total",
+                &[("code", if code == 200 { "200" } else { "500" })],
+            );
             let mut frame = p.frame;
             frame.headers.push(("biz_rt".into(), p.received.elapsed().as_millis().to_string()));
             frame.payload = Some(format!("{{\"code\":{code}}}").into_bytes());

@@ -1,0 +1,212 @@
+//! Process-wide counters and gauges, served in the Prometheus text format on
+//! `METRICS_ADDR` together with `/healthz`.
+//!
+//! Updating a metric takes one short lock; nothing is exported unless
+//! `METRICS_ADDR` is set, but counting is always on (it is cheap).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::feishu::conn::now_ms;
+
+struct Registry {
+    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+    gauges: Mutex<BTreeMap<(&'static str, String), f64>>,
+    /// Per channel: when a frame last arrived (ms since the epoch).
+    frames: Mutex<BTreeMap<String, u64>>,
+    /// When the main loop last went round (ms since the epoch).
+    alive: AtomicU64,
+    redis_ok: AtomicBool,
+}
+
+fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(|| Registry {
+        counters: Mutex::new(BTreeMap::new()),
+        gauges: Mutex::new(BTreeMap::new()),
+        frames: Mutex::new(BTreeMap::new()),
+        alive: AtomicU64::new(0),
+        redis_ok: AtomicBool::new(false),
+    })
+}
+
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    if inner.is_empty() { String::new() } else { format!("{{{}}}", inner.join(",")) }
+}
+
+/// Adds `n` to a counter.
+pub fn add(name: &'static str, pairs: &[(&str, &str)], n: u64) {
+    *registry().counters.lock().expect("metrics lock").entry((name, labels(pairs))).or_default() +=
+        n;
+}
+
+/// Adds one to a counter.
+pub fn inc(name: &'static str, pairs: &[(&str, &str)]) {
+    add(name, pairs, 1);
+}
+
+/// Sets a gauge.
+pub fn set(name: &'static str, pairs: &[(&str, &str)], v: f64) {
+    registry().gauges.lock().expect("metrics lock").insert((name, labels(pairs)), v);
+}
+
+/// Removes every series of a gauge for a channel (when it is removed).
+pub fn forget_channel(channel: &str) {
+    let needle = labels(&[("channel", channel)]);
+    let needle = needle.trim_end_matches('}');
+    registry().gauges.lock().expect("metrics lock").retain(|(_, l), _| !l.starts_with(needle));
+    registry().frames.lock().expect("metrics lock").remove(channel);
+}
+
+/// Records that a frame arrived on a channel's connection.
+pub fn frame_seen(channel: &str) {
+    let mut f = registry().frames.lock().expect("metrics lock");
+    match f.get_mut(channel) {
+        Some(t) => *t = now_ms(),
+        None => {
+            f.insert(channel.to_owned(), now_ms());
+        }
+    }
+}
+
+/// The main loop calls this every time round.
+pub fn main_loop_alive(redis_ok: bool) {
+    registry().alive.store(now_ms(), Ordering::Relaxed);
+    registry().redis_ok.store(redis_ok, Ordering::Relaxed);
+}
+
+/// Healthy: the main loop went round within 5 s and Redis answers.
+pub fn healthy() -> Result<(), String> {
+    let r = registry();
+    let age = now_ms().saturating_sub(r.alive.load(Ordering::Relaxed));
+    if age > 5000 {
+        return Err(format!("main loop stalled for {} ms", age));
+    }
+    if !r.redis_ok.load(Ordering::Relaxed) {
+        return Err("Redis is unreachable".into());
+    }
+    Ok(())
+}
+
+const HELP: &[(&str, &str, &str)] = &[
+    ("feishu_gateway_channel_state", "gauge", "1 for the channel's current state"),
+    (
+        "feishu_gateway_last_frame_age_seconds",
+        "gauge",
+        "seconds since the channel's connection last received a frame",
+    ),
+    ("feishu_gateway_reconnects_total", "counter", "long connections lost and reopened"),
+    ("feishu_gateway_inbound_events_total", "counter", "Feishu events by outcome"),
+    ("feishu_gateway_acks_total", "counter", "acknowledgements sent to Feishu by code"),
+    ("feishu_gateway_outbound_items_total", "counter", "outbound items by outcome"),
+    ("feishu_gateway_feishu_errors_total", "counter", "Feishu REST errors by code"),
+    ("feishu_gateway_outbound_retries_total", "counter", "Feishu REST calls retried"),
+    ("feishu_gateway_token_refreshes_total", "counter", "tenant tokens fetched"),
+    ("feishu_gateway_queue_length", "gauge", "length of the Redis lists"),
+    ("feishu_gateway_up", "gauge", "1 while the main loop is alive and Redis reachable"),
+];
+
+/// The Prometheus text exposition.
+pub fn render() -> String {
+    let r = registry();
+    let mut samples: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for ((name, l), v) in r.counters.lock().expect("metrics lock").iter() {
+        samples.entry(name).or_default().push(format!("{name}{l} {v}"));
+    }
+    for ((name, l), v) in r.gauges.lock().expect("metrics lock").iter() {
+        samples.entry(name).or_default().push(format!("{name}{l} {v}"));
+    }
+    let now = now_ms();
+    for (ch, t) in r.frames.lock().expect("metrics lock").iter() {
+        let name = "feishu_gateway_last_frame_age_seconds";
+        let age = now.saturating_sub(*t) as f64 / 1000.0;
+        samples
+            .entry(name)
+            .or_default()
+            .push(format!("{name}{} {age:.3}", labels(&[("channel", ch)])));
+    }
+    let up = if healthy().is_ok() { 1 } else { 0 };
+    samples.entry("feishu_gateway_up").or_default().push(format!("feishu_gateway_up {up}"));
+    let mut out = String::new();
+    for (name, kind, help) in HELP {
+        if let Some(lines) = samples.get(name) {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for l in lines {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` from a thread of its own.
+pub fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+            let mut request = String::new();
+            let mut reader = BufReader::new(&stream);
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            // Skip the headers.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let (status, ctype, body) = match path {
+                "/metrics" => ("200 OK", "text/plain; version=0.0.4", render()),
+                "/healthz" => match healthy() {
+                    Ok(()) => ("200 OK", "text/plain", "ok\n".to_owned()),
+                    Err(e) => ("503 Service Unavailable", "text/plain", format!("{e}\n")),
+                },
+                _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    })?;
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_format() {
+        inc("feishu_gateway_acks_total", &[("code", "200")]);
+        add("feishu_gateway_acks_total", &[("code", "200")], 2);
+        set("feishu_gateway_channel_state", &[("channel", "c\"1"), ("state", "connected")], 1.0);
+        frame_seen("c1");
+        let out = render();
+        assert!(out.contains("# TYPE feishu_gateway_acks_total counter\n"), "{out}");
+        assert!(out.contains("feishu_gateway_acks_total{code=\"200\"} 3\n"), "{out}");
+        assert!(
+            out.contains(
+                "feishu_gateway_channel_state{channel=\"c\\\"1\",state=\"connected\"} 1\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("feishu_gateway_last_frame_age_seconds{channel=\"c1\"} 0."), "{out}");
+        forget_channel("c1");
+        assert!(!render().contains("channel=\"c1\""));
+    }
+}
