@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod outbound;
 pub mod render;
 pub mod supervisor;
+pub mod systemd;

@@ -26,6 +26,7 @@ use crate::feishu::http::Http;
 use crate::metrics;
 use crate::outbound::{ChannelRef, Channels, Outbound, Settings as OutboundSettings, TypingJob};
 use crate::render::Limits;
+use crate::systemd;
 
 /// Signals the supervisor reacts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +105,10 @@ pub struct Supervisor {
     next_status: Instant,
     next_heartbeat: Instant,
     next_queue_sample: Instant,
+    /// READY=1 was sent (config read from Redis once).
+    ready: bool,
+    watchdog: Option<Duration>,
+    next_watchdog: Instant,
 }
 
 impl Supervisor {
@@ -132,6 +137,9 @@ impl Supervisor {
             next_status: now,
             next_heartbeat: now,
             next_queue_sample: now,
+            ready: false,
+            watchdog: systemd::watchdog_interval(),
+            next_watchdog: now,
             cfg,
         })
     }
@@ -189,6 +197,9 @@ impl Supervisor {
             self.handle(event);
         }
         drop(watch_stop_tx);
+        systemd::notify(
+            "STOPPING=1\nSTATUS=stopping: finishing replies in flight, closing connections",
+        );
         // Stop taking answers and finish the ones in hand, then close connections.
         self.typing = None;
         outbound.stop(OUTBOUND_GRACE);
@@ -225,6 +236,12 @@ impl Supervisor {
     fn on_tick(&mut self) {
         let now = Instant::now();
         metrics::main_loop_alive(self.redis_ok == Some(true));
+        if let Some(every) = self.watchdog
+            && now >= self.next_watchdog
+        {
+            self.next_watchdog = now + every / 2;
+            systemd::notify("WATCHDOG=1");
+        }
         if now >= self.next_queue_sample {
             self.next_queue_sample = now + QUEUE_SAMPLE_EVERY;
             let processing = contract::processing_key(&self.cfg.instance_id);
@@ -290,6 +307,7 @@ impl Supervisor {
                 ),
             }
             self.redis_ok = Some(ok);
+            self.notify_status();
         }
         ok
     }
@@ -303,6 +321,11 @@ impl Supervisor {
                 self.reload_failures = 0;
                 self.next_reload = now + self.cfg.config_refresh;
                 self.reconcile(entries);
+                if !self.ready {
+                    self.ready = true;
+                    systemd::notify("READY=1");
+                    self.notify_status();
+                }
             }
             Err(e) => {
                 self.note_redis(Err(e));
@@ -546,6 +569,7 @@ impl Supervisor {
             );
         }
         self.write_status(id);
+        self.notify_status();
     }
 
     fn write_status(&mut self, id: &str) {
@@ -569,6 +593,35 @@ impl Supervisor {
             self.cfg.status_ttl,
         );
         self.note_redis(result.map(|_| ()));
+    }
+
+    /// Tells systemd how the channels are doing (`systemctl status` shows it).
+    fn notify_status(&self) {
+        if !self.ready {
+            return;
+        }
+        let count = |st: State| self.channels.values().filter(|c| c.state == st).count();
+        let mut line = format!(
+            "STATUS={} channel(s): {} connected",
+            self.channels.len(),
+            count(State::Connected)
+        );
+        let others = [
+            (State::Connecting, "connecting"),
+            (State::Disconnected, "disconnected"),
+            (State::Error, "in error"),
+            (State::Disabled, "disabled"),
+        ];
+        for (st, name) in others {
+            let n = count(st);
+            if n > 0 {
+                line.push_str(&format!(", {n} {name}"));
+            }
+        }
+        if self.redis_ok == Some(false) {
+            line.push_str("; Redis unreachable");
+        }
+        systemd::notify(&line);
     }
 
     /// Stops every channel, waits for the threads, reports and cleans up.

@@ -330,20 +330,20 @@ fn bad_environment_exits_2_with_one_clear_line() {
         ("MAX_MESSAGE_AGE", "-1", "invalid MAX_MESSAGE_AGE"),
     ];
     for (var, value, want) in cases {
-        let out = Command::new(bin).env_clear().env(var, value).output().unwrap();
+        let out = output_within(Command::new(bin).env_clear().env(var, value), SECS(10));
         assert_eq!(out.status.code(), Some(2), "{var}={value}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(want), "{var}: {err}");
     }
-    let out = Command::new(bin).arg("--version").output().unwrap();
+    let out = output_within(Command::new(bin).arg("--version"), SECS(10));
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("asktable-feishu-gateway {}", env!("CARGO_PKG_VERSION"))
     );
-    let out = Command::new(bin).arg("--help").output().unwrap();
+    let out = output_within(Command::new(bin).arg("--help"), SECS(10));
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("REDIS_URL"));
-    let out = Command::new(bin).arg("--bogus").output().unwrap();
+    let out = output_within(Command::new(bin).arg("--bogus"), SECS(10));
     assert_eq!(out.status.code(), Some(2));
 }

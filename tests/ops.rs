@@ -101,12 +101,13 @@ fn a_bad_metrics_address_is_reported() {
     let redis = RedisServer::start();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_asktable-feishu-gateway"))
-        .env_clear()
-        .env("REDIS_URL", redis.url())
-        .env("METRICS_ADDR", &addr)
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_asktable-feishu-gateway"))
+            .env_clear()
+            .env("REDIS_URL", redis.url())
+            .env("METRICS_ADDR", &addr),
+        SECS(10),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid METRICS_ADDR"));
 }

@@ -329,3 +329,20 @@ pub fn dead_letters(con: &mut redis::Connection) -> Vec<Value> {
 pub fn llen(con: &mut redis::Connection, key: &str) -> usize {
     redis::cmd("LLEN").arg(key).query(con).unwrap_or(0)
 }
+
+/// Runs a command to completion, killing it after `timeout` (then panics).
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let exited = wait_for(timeout, || child.try_wait().ok().flatten().is_some());
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("collect output");
+    assert!(exited, "{cmd:?} did not finish within {timeout:?}");
+    out
+}
