@@ -1,7 +1,7 @@
 # asktable-feishu-gateway — see README.md.
 CARGO ?= cargo
 
-.PHONY: build test lint run bench fmt
+.PHONY: build test lint run bench fmt demo static install
 
 build:
 	$(CARGO) build --release --locked
@@ -17,6 +17,28 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## The newcomer's first command: a question travels simulator → gateway → Redis → responder → back.
+demo:
+	@command -v redis-server >/dev/null || ./.ci/install-deps
+	$(CARGO) build --locked --workspace --bins
+	./target/debug/demo
+
+## A fully static x86_64 binary in target/static/ (musl, else glibc +crt-static).
+static:
+	./.ci/build-static
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+## Installs the binary, the systemd unit and an example env file (PREFIX, DESTDIR).
+install:
+	@test -x target/static/asktable-feishu-gateway || test -x target/release/asktable-feishu-gateway || $(CARGO) build --release --locked
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/asktable-feishu-gateway
+	install -m 0755 $$(test -x target/static/asktable-feishu-gateway && echo target/static/asktable-feishu-gateway || echo target/release/asktable-feishu-gateway) $(DESTDIR)$(PREFIX)/bin/asktable-feishu-gateway
+	sed 's#^ExecStart=/usr/local/bin/#ExecStart=$(PREFIX)/bin/#' asktable-feishu-gateway.service > $(DESTDIR)/etc/systemd/system/asktable-feishu-gateway.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/asktable-feishu-gateway.service
+	test -e $(DESTDIR)/etc/asktable-feishu-gateway/env || install -m 0600 dist/env.example $(DESTDIR)/etc/asktable-feishu-gateway/env
+	install -m 0644 dist/env.example $(DESTDIR)/etc/asktable-feishu-gateway/env.example
 
 ## Runs the gateway with the environment of this shell.
 run:

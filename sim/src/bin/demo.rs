@@ -1,0 +1,118 @@
+//! `make demo`: one question travels from a local Feishu simulator through
+//! the gateway and Redis to a stand-in for AskTable Server and back.
+//! Everything runs on 127.0.0.1 and stops at the end; nothing is left behind.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool
+
+use feishu_sim::events::MessageEvent;
+use feishu_sim::harness::{
+    Gateway, RedisServer, answer, channel, push_outbound, put_channel, state, wait_for,
+};
+use feishu_sim::{Sim, SimOptions};
+use serde_json::Value;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const APP: &str = "cli_a1b2c3d4e5f6a7b8";
+const SECRET: &str = "demo-app-secret";
+const QUESTION: &str = "上个月华东区各省的销售额是多少？";
+
+fn step(n: u32, text: &str) {
+    println!("\n[{n}] {text}");
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")
+}
+
+fn main() -> ExitCode {
+    let gateway =
+        std::env::current_exe().expect("current exe").with_file_name("asktable-feishu-gateway");
+    if !gateway.exists() {
+        eprintln!(
+            "demo: {} not found; run `make demo` (it builds everything first)",
+            gateway.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    println!("AskTable Feishu Gateway demo: everything runs locally, on 127.0.0.1 only.");
+
+    step(1, "Starting a private redis-server, the Feishu simulator (one bot app) and the gateway…");
+    let redis = RedisServer::start();
+    let sim = Sim::start(SimOptions { ping_interval: 5, ..SimOptions::default() });
+    sim.add_app(APP, SECRET);
+    let mut con = redis.con();
+    let mut cfg = channel("ch_demo", APP, SECRET);
+    cfg["agent_id"] = Value::from("agent_sales");
+    put_channel(&mut con, "ch_demo", &cfg);
+    println!("      redis          {}", redis.url());
+    println!("      Feishu (sim)   {}", sim.base_url());
+    println!(
+        "      channel config HSET at:channel:config:feishu ch_demo {{\"app_id\": \"{APP}\", \"app_secret\": \"***\", …}}"
+    );
+    let gw = Gateway::start(&gateway, &redis.url(), &sim, "gw-demo", &[("RUST_LOG", "info")]);
+    if !sim.wait_connections(APP, 1, Duration::from_secs(15))
+        || !wait_for(Duration::from_secs(10), || {
+            state(&mut con, "ch_demo").as_deref() == Some("connected")
+        })
+    {
+        eprintln!("demo: the gateway did not connect:\n{}", gw.log());
+        return ExitCode::FAILURE;
+    }
+    println!("      gateway        connected: at:channel:status:feishu:ch_demo says \"connected\"");
+
+    step(2, &format!("A Feishu user asks the bot in a one-on-one chat: \"{QUESTION}\""));
+    let ev = MessageEvent::text(APP, QUESTION);
+    let push = sim.push_event(APP, &ev.json());
+    println!("      Feishu pushes event {} over the long connection (pbbp2 frame)", ev.event_id);
+
+    step(3, "The gateway stores it in Redis, then acknowledges the event to Feishu:");
+    let popped: Option<[String; 2]> =
+        redis::cmd("BRPOP").arg("at:channel:inbound").arg(10).query(&mut con).unwrap_or(None);
+    let Some([_, item]) = popped else {
+        eprintln!("demo: no item reached at:channel:inbound:\n{}", gw.log());
+        return ExitCode::FAILURE;
+    };
+    let item: Value = serde_json::from_str(&item).expect("inbound item is JSON");
+    let shown = serde_json::json!({
+        "id": item["id"], "channel_id": item["channel_id"], "agent_id": item["agent_id"],
+        "session_key": item["session_key"], "question": item["question"], "chat": item["chat"],
+    });
+    println!("      BRPOP at:channel:inbound →");
+    println!("{}", indent(&serde_json::to_string_pretty(&shown).expect("JSON")));
+    if sim.wait_acked(push, Duration::from_secs(5)) {
+        println!("      Feishu received the ack {{\"code\":200}}");
+    }
+
+    step(4, "A stand-in for AskTable Server answers with Markdown on at:channel:outbound:feishu:");
+    let question = item["question"].as_str().unwrap_or_default();
+    let markdown = format!(
+        "你问的是：**{question}**\n\n| 省份 | 销售额（万元） | 同比 |\n|---|---|---|\n| 上海 | 512 | +12% |\n| 浙江 | 433 | +8% |\n| 江苏 | 339 | +5% |\n\n合计 **1,284 万元**。"
+    );
+    let out = answer("demo-answer-1", "ch_demo", &ev.message_id, &ev.chat_id, &markdown);
+    push_outbound(&mut con, &out.to_string());
+    println!("{}", indent(&markdown));
+
+    step(5, "The gateway renders it and replies in Feishu:");
+    if !sim.wait_messages(1, Duration::from_secs(15)) {
+        eprintln!("demo: no reply reached Feishu:\n{}", gw.log());
+        return ExitCode::FAILURE;
+    }
+    let reply = sim.messages().remove(0);
+    println!(
+        "      POST /open-apis/im/v1/messages/{}/reply  msg_type={}  uuid={}",
+        reply.reply_to.as_deref().unwrap_or("?"),
+        reply.msg_type,
+        reply.uuid.as_deref().unwrap_or("-")
+    );
+
+    step(6, "The answer as Feishu received it:");
+    println!("{}", indent(&reply.text()));
+    println!(
+        "\nDone: the question went Feishu → gateway → Redis → responder → Redis → gateway → Feishu."
+    );
+    println!("Stopping everything the demo started.");
+    drop(gw);
+    drop(sim);
+    drop(redis);
+    ExitCode::SUCCESS
+}
