@@ -1,7 +1,7 @@
 # asktable-feishu-gateway — see README.md.
 CARGO ?= cargo
 
-.PHONY: build test lint run bench fmt demo static install
+.PHONY: build test lint run bench fmt demo static install fuzz
 
 build:
 	$(CARGO) build --release --locked
@@ -23,6 +23,10 @@ demo:
 	@command -v redis-server >/dev/null || ./.ci/install-deps
 	$(CARGO) build --locked --workspace --bins
 	./target/debug/demo
+
+## Fuzzes every parser of untrusted input for FUZZ_SECONDS (default 60) each.
+fuzz:
+	./.ci/fuzz
 
 ## A fully static x86_64 binary in target/static/ (musl, else glibc +crt-static).
 static:

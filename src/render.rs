@@ -87,18 +87,28 @@ pub fn texts(md: &str, limits: &Limits) -> Vec<Part> {
 /// The answer as card messages.
 pub fn cards(md: &str, limits: &Limits) -> Vec<Part> {
     let mut out = Vec::new();
-    let mut budget = limits.card_markdown_bytes;
-    let mut pending: Vec<String> = split(md.trim(), budget, limits.tables_per_card);
+    let mut pending: Vec<String> =
+        split(md.trim(), limits.card_markdown_bytes, limits.tables_per_card);
     pending.reverse();
     while let Some(chunk) = pending.pop() {
         let content = card_json(&chunk);
-        if content.len() <= limits.card_bytes || chunk.len() < 64 {
+        if content.len() <= limits.card_bytes || chunk.len() <= 64 {
             out.push(Part { msg_type: "interactive", content });
             continue;
         }
-        // Escaping made it too big: split this chunk again, smaller.
-        budget = (budget * 2 / 3).max(256);
+        // Escaping made it too big: split it again, in proportion to the
+        // overflow. Every piece is smaller than the chunk, so this ends.
+        let overhead = card_json("").len();
+        let inflated = (content.len() - overhead) as f64 / chunk.len() as f64;
+        let room = limits.card_bytes.saturating_sub(overhead) as f64 / inflated * 0.95;
+        let budget = (room as usize).clamp(32, chunk.len() - 1);
         let mut again = split(&chunk, budget, limits.tables_per_card);
+        if again.len() <= 1 {
+            // One block that cannot be cut (a huge table row): send it as is;
+            // if Feishu refuses the card, the text fallback takes over.
+            out.push(Part { msg_type: "interactive", content });
+            continue;
+        }
         again.reverse();
         pending.extend(again);
     }
@@ -163,6 +173,40 @@ fn fence_of(l: &str) -> Option<String> {
     None
 }
 
+/// True when every code fence that opens is closed (CommonMark: a closing
+/// fence uses the same character, at least as many, and no info string).
+pub fn fences_balanced(md: &str) -> bool {
+    let mut open: Option<String> = None;
+    for l in md.lines() {
+        match (&open, fence_of(l)) {
+            (None, Some(f)) => open = Some(f),
+            (Some(o), Some(f)) if closes(o, &f, l) => open = None,
+            _ => {}
+        }
+    }
+    open.is_none()
+}
+
+/// Whether line `l`, which starts with fence `f`, closes the block opened by `open`.
+fn closes(open: &str, f: &str, l: &str) -> bool {
+    f.starts_with(open) && l.trim().len() == f.len()
+}
+
+/// The opening fence with at most a short language tag (the only part of
+/// an info string a reader sees), so that it always fits a message.
+fn opening_line(l: &str, fence: &str) -> String {
+    let info = l.trim_start()[fence.len()..].trim();
+    let lang: String = info
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| *c != '`')
+        .take(32)
+        .collect();
+    format!("{fence}{lang}")
+}
+
 fn blocks(md: &str) -> Vec<Block> {
     let lines: Vec<&str> = md.lines().collect();
     let mut out = Vec::new();
@@ -183,12 +227,14 @@ fn blocks(md: &str) -> Vec<Block> {
             flush(&mut text, &mut out);
             let mut body = Vec::new();
             i += 1;
-            while i < lines.len() && !lines[i].trim_start().starts_with(&fence) {
+            while i < lines.len()
+                && !fence_of(lines[i]).is_some_and(|f| closes(&fence, &f, lines[i]))
+            {
                 body.push(lines[i].to_owned());
                 i += 1;
             }
             i += 1; // the closing fence (or the end of an unclosed block)
-            out.push(Block::Code { fence: l.trim_start().to_owned(), body });
+            out.push(Block::Code { fence: opening_line(l, &fence), body });
             continue;
         }
         if is_table_row(l) && lines.get(i + 1).is_some_and(|n| is_table_sep(n)) {
@@ -318,20 +364,33 @@ impl Block {
 }
 
 /// Cuts a string into pieces of at most `max` bytes at char boundaries.
+/// No piece after the first starts (after spaces) with a backtick or tilde,
+/// so that a cut can never create a code fence.
 fn cut_str(s: &str, max: usize) -> Vec<&str> {
     let max = max.max(4);
     let mut out = Vec::new();
     let mut rest = s;
     while rest.len() > max {
-        let mut at = max;
-        while !rest.is_char_boundary(at) {
-            at -= 1;
-        }
+        let at = cut_point(rest, max);
         out.push(&rest[..at]);
         rest = &rest[at..];
     }
     out.push(rest);
     out
+}
+
+fn cut_point(rest: &str, max: usize) -> usize {
+    let safe =
+        |c: usize| rest.is_char_boundary(c) && !rest[c..].trim_start().starts_with(['`', '~']);
+    let mut at = max;
+    while !rest.is_char_boundary(at) {
+        at -= 1;
+    }
+    if let Some(c) = (1..=at).rev().take(256).find(|c| safe(*c)) {
+        return c;
+    }
+    // A long run of fence characters: cut after it instead.
+    (at..rest.len()).find(|c| safe(*c)).unwrap_or(rest.len())
 }
 
 /// A table as an aligned monospace block (for tables beyond the card limit).
@@ -360,7 +419,13 @@ fn table_as_code(header: &str, rows: &[String]) -> Block {
     let mut body = vec![line(&all[0])];
     body.push(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
     body.extend(all[1..].iter().map(line));
-    Block::Code { fence: "```".into(), body }
+    // A fence longer than any run of backticks in the cells, so no cell can close it.
+    let longest = body
+        .iter()
+        .map(|l| l.split(|c| c != '`').map(str::len).max().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    Block::Code { fence: "`".repeat(longest.max(2) + 1), body }
 }
 
 /// Splits Markdown into parts of at most `max` bytes, packing whole blocks;
@@ -411,10 +476,6 @@ mod tests {
             "text" => v["text"].as_str().unwrap().to_owned(),
             _ => v["body"]["elements"][0]["content"].as_str().unwrap().to_owned(),
         }
-    }
-
-    fn fences_balanced(s: &str) -> bool {
-        s.lines().filter(|l| fence_of(l).is_some()).count() % 2 == 0
     }
 
     #[test]
@@ -534,6 +595,89 @@ mod tests {
         assert!(parts.iter().all(|p| text_of(p).len() <= 1000));
         let joined: String = parts.iter().map(text_of).collect();
         assert_eq!(joined, md);
+    }
+
+    /// Found by the `render` fuzz target: a shorter fence inside a longer
+    /// one is content, not a fence.
+    #[test]
+    fn fuzz_nested_shorter_fence_is_content() {
+        let md = "\n&\n~~~~\n~~~";
+        let parts = render(md, &[], &Limits::default());
+        let t = text_of(&parts[0]);
+        assert_eq!(t, "&\n\n~~~~\n~~~\n~~~~");
+        assert!(fences_balanced(&t));
+        assert!(!fences_balanced("```\nx"));
+        assert!(!fences_balanced("````\n```"));
+        assert!(fences_balanced("````\n```\n`````"));
+        assert!(!fences_balanced("```\n```python"), "a closing fence has no info string");
+    }
+
+    /// Found by the `render` fuzz target: a table cell with backticks,
+    /// shown as a monospace block, must not close that block.
+    #[test]
+    fn fuzz_backticks_in_a_degraded_table_stay_inside() {
+        let table = "| a | b |\n|---|---|\n| ```` | x |";
+        let md = [table; 3].join("\n\n");
+        let limits = Limits { tables_per_card: 1, ..Limits::default() };
+        let t = text_of(&render(&md, &[], &limits)[0]);
+        assert!(fences_balanced(&t), "{t}");
+        assert!(t.contains("`````\na     b"), "{t}");
+    }
+
+    /// Found by the `render` fuzz target (a timeout): text that JSON escaping
+    /// inflates sixfold (control characters) with tight limits looped forever.
+    #[test]
+    fn fuzz_escaping_heavy_text_terminates() {
+        let md = format!("`{}", "\0".repeat(220));
+        let limits = Limits {
+            card_markdown_bytes: 600,
+            card_bytes: 1400,
+            text_bytes: 500,
+            tables_per_card: 2,
+        };
+        let parts = render(&md, &[], &limits);
+        assert!(parts.iter().all(|p| p.content.len() <= 1400), "{parts:?}");
+        let huge_row = format!("| a |\n|---|\n| {} |", "x".repeat(3000));
+        let parts = cards(&huge_row, &limits);
+        assert_eq!(parts.len(), 1, "an uncuttable row is sent whole");
+    }
+
+    /// Found by the `render` fuzz target: a huge info string on the opening
+    /// fence made every part too big.
+    #[test]
+    fn fuzz_huge_info_string_is_shortened() {
+        let md = format!("``````{}```\nbody", "\0".repeat(300));
+        let limits = Limits {
+            card_markdown_bytes: 600,
+            card_bytes: 1400,
+            text_bytes: 500,
+            tables_per_card: 2,
+        };
+        for p in render(&md, &[], &limits) {
+            assert!(p.content.len() <= 1400);
+        }
+        assert_eq!(opening_line("```python  extra", "```"), "```python");
+    }
+
+    /// Found by the `render` fuzz target: cutting a long line right before
+    /// a run of backticks turned the run into a code fence.
+    #[test]
+    fn fuzz_cut_never_starts_a_fence() {
+        let line = format!("{}``````````{}", "a".repeat(95), "b".repeat(200));
+        for piece in cut_str(&line, 100).iter().skip(1) {
+            assert!(!piece.trim_start().starts_with(['`', '~']), "{piece:?}");
+        }
+        assert_eq!(cut_str(&line, 100).concat(), line);
+        let md = format!("**x** {line}");
+        let limits = Limits {
+            card_markdown_bytes: 100,
+            card_bytes: 1000,
+            text_bytes: 100,
+            tables_per_card: 2,
+        };
+        assert!(render(&md, &[], &limits).iter().all(|p| fences_balanced(&text_of(p))));
+        let all_ticks = "`".repeat(300);
+        assert_eq!(cut_str(&all_ticks, 100).concat(), all_ticks);
     }
 
     #[test]
