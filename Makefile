@@ -8,7 +8,7 @@ build:
 
 ## Builds and runs every test (unit, end-to-end against a real redis-server and the simulator).
 test: lint
-	@command -v redis-server >/dev/null || ./.ci/install-deps
+	@./.ci/install-deps >/dev/null
 	$(CARGO) test --workspace --all-targets --locked
 
 lint:
@@ -20,7 +20,7 @@ fmt:
 
 ## The newcomer's first command: a question travels simulator → gateway → Redis → responder → back.
 demo:
-	@command -v redis-server >/dev/null || ./.ci/install-deps
+	@./.ci/install-deps >/dev/null
 	$(CARGO) build --locked --workspace --bins
 	./target/debug/demo
 
@@ -50,6 +50,6 @@ run:
 
 ## Benchmarks; writes docs/BENCHMARKS.md.
 bench:
-	@command -v redis-server >/dev/null || ./.ci/install-deps
+	@./.ci/install-deps >/dev/null
 	$(CARGO) build --release --locked --workspace
 	./target/release/gateway-bench --out docs/BENCHMARKS.md
