@@ -1,7 +1,7 @@
 # asktable-feishu-gateway — see README.md.
 CARGO ?= cargo
 
-.PHONY: build test lint run bench fmt demo static install fuzz
+.PHONY: build test lint run bench fmt demo static install fuzz soak
 
 build:
 	$(CARGO) build --release --locked
@@ -23,6 +23,12 @@ demo:
 	@./.ci/install-deps >/dev/null
 	$(CARGO) build --locked --workspace --bins
 	./target/debug/demo
+
+## Chaos soak: two replicas, three apps, random faults for SOAK_SECONDS (default 600), then checks.
+soak:
+	@./.ci/install-deps >/dev/null
+	$(CARGO) build --release --locked --workspace
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} ./target/release/soak
 
 ## Fuzzes every parser of untrusted input for FUZZ_SECONDS (default 60) each.
 fuzz:

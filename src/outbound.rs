@@ -199,6 +199,24 @@ impl Outbound {
     }
 }
 
+/// The reply mapping's value while the first message is being created.
+const PENDING: &str = "pending";
+/// The reply mapping's value while a final answer creates the reply itself.
+const FINAL_CLAIM: &str = "final-claim";
+/// Prefix of the mapping's value once the final answer was delivered.
+const FINAL: &str = "final:";
+/// Seconds a creation claim lasts if its holder dies.
+const CLAIM_TTL: u64 = 60;
+
+/// What `at:channel:reply:feishu:<in_reply_to>` says.
+enum Reply {
+    None,
+    Pending,
+    FinalClaim,
+    Card(String),
+    Final(String),
+}
+
 /// An item taken from Redis, as a worker sees it.
 struct Job {
     raw: String,
@@ -445,26 +463,70 @@ impl Worker {
         })
     }
 
+    /// The reply's state in Redis, shared by all replicas.
+    fn reply_state(&mut self, irt: &str) -> Result<Reply, Undeliverable> {
+        let v = self
+            .store
+            .get(&contract::reply_key(irt))
+            .map_err(|e| Undeliverable(format!("redis: {}", describe(&e))))?;
+        Ok(match v.as_deref() {
+            None => Reply::None,
+            Some(PENDING) => Reply::Pending,
+            Some(FINAL_CLAIM) => Reply::FinalClaim,
+            Some(v) => match v.strip_prefix(FINAL) {
+                Some(id) => Reply::Final(id.to_owned()),
+                None => Reply::Card(v.to_owned()),
+            },
+        })
+    }
+
+    /// Claims the right to create the reply's first message (one replica wins).
+    fn claim(&mut self, irt: &str, value: &str) -> bool {
+        self.store.set_nx_ex(&contract::reply_key(irt), value, CLAIM_TTL).unwrap_or(false)
+    }
+
+    fn set_reply(&mut self, irt: &str, value: &str) {
+        let _ = self.store.set_ex(&contract::reply_key(irt), value, contract::REPLY_TTL);
+    }
+
     fn progress(&mut self, job: Job) {
         let Some(ch) = self.channel(&job.item.channel_id) else {
             return self.dead(&job, &format!("unknown channel {}", job.item.channel_id));
         };
         let irt = job.item.in_reply_to.clone().expect("progress items have in_reply_to");
         let card = render::cards(&job.item.text, &self.settings.limits).swap_remove(0);
-        let result = match self.store.get(&contract::reply_key(&irt)) {
-            Ok(Some(message_id)) => self.call(&ch, &job, |w| {
-                w.api.update_card(&ch.creds, &message_id, &card.content).map(|_| message_id.clone())
+        let result = match self.reply_state(&irt) {
+            Ok(Reply::Card(message_id)) => self.call(&ch, &job, |w| {
+                w.api
+                    .update_card(&ch.creds, &message_id, &card.content)
+                    .map(|_| Some(message_id.clone()))
             }),
-            Ok(None) => self
-                .send_parts(&ch, &job, &[card], 'p')
-                .map(|ids| ids.into_iter().next().unwrap_or_default()),
-            Err(e) => Err(Undeliverable(format!("redis: {}", describe(&e)))),
+            // The first card's uuid derives from the reply, not the item, so
+            // no retry or later item can create a second card.
+            Ok(Reply::None) if self.claim(&irt, PENDING) => {
+                let sent = self
+                    .send_parts_as(&ch, &job, &[card], &irt, 'p')
+                    .map(|ids| ids.into_iter().next());
+                // Only over our own claim: a final answer may have taken over.
+                let key = contract::reply_key(&irt);
+                let value = match &sent {
+                    Ok(Some(id)) => id.as_str(),
+                    _ => "",
+                };
+                let _ = self.store.replace_if(&key, PENDING, value, contract::REPLY_TTL);
+                sent
+            }
+            // Being created by another worker, or already final: a preview
+            // that is no longer needed.
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
         };
         match result {
-            Ok(message_id) => {
-                let _ =
-                    self.store.set_ex(&contract::reply_key(&irt), &message_id, contract::REPLY_TTL);
-                self.last_update.insert(irt, Instant::now());
+            Ok(shown) => {
+                if shown.is_some() {
+                    metrics::inc("feishu_gateway_outbound_items_total", &[("outcome", "progress")]);
+                    self.last_update.insert(irt, Instant::now());
+                }
                 self.done(&job.raw);
             }
             // Progress is a preview: a failed update is not worth a dead letter.
@@ -480,12 +542,33 @@ impl Worker {
             return self.dead(&job, &format!("unknown channel {}", job.item.channel_id));
         };
         let limits = self.settings.limits;
-        let streamed = match &job.item.in_reply_to {
-            Some(irt) if !job.item.is_error => {
-                self.store.get(&contract::reply_key(irt)).ok().flatten()
+        let irt = job.item.in_reply_to.clone().filter(|_| !job.item.is_error);
+        // Which card to complete, if a progress card exists (or is being made).
+        let mut streamed = None;
+        if let Some(irt) = &irt {
+            // A progress card being created (possibly by another replica)
+            // is waited for; a dead creator's claim expires after CLAIM_TTL.
+            let deadline = Instant::now() + Duration::from_secs(CLAIM_TTL + 5);
+            loop {
+                match self.reply_state(irt) {
+                    Ok(Reply::Card(id) | Reply::Final(id)) => streamed = Some(id),
+                    Ok(Reply::Pending) if Instant::now() < deadline => {
+                        thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                    // Nothing streamed: this answer creates the reply (late
+                    // progress items then see it is final and stand down).
+                    // A progress card may have claimed it just now: look again.
+                    Ok(Reply::None)
+                        if !self.claim(irt, FINAL_CLAIM) && Instant::now() < deadline =>
+                    {
+                        continue;
+                    }
+                    _ => {}
+                }
+                break;
             }
-            _ => None,
-        };
+        }
         let result = match streamed {
             // Complete the streamed card; further parts become new replies.
             Some(card_id) => {
@@ -497,13 +580,15 @@ impl Worker {
                 let updated = self
                     .call(&ch, &job, |w| w.api.update_card(&ch.creds, &card_id, &cards[0].content));
                 match updated {
-                    Ok(()) => self.send_parts(&ch, &job, &cards[1..], 'u').map(|_| ()),
+                    Ok(()) => {
+                        self.send_parts(&ch, &job, &cards[1..], 'u').map(|_| vec![card_id.clone()])
+                    }
                     Err(Undeliverable(reason)) => {
                         log::info!(
                             "outbound: card {card_id} not updated ({reason}); sending the answer as a new reply"
                         );
                         let parts = render::render(&job.item.text, &job.item.links, &limits);
-                        self.send_parts(&ch, &job, &parts, 'c').map(|_| ())
+                        self.send_parts(&ch, &job, &parts, 'c')
                     }
                 }
             }
@@ -513,9 +598,14 @@ impl Worker {
                 } else {
                     render::render(&job.item.text, &job.item.links, &limits)
                 };
-                self.send_parts(&ch, &job, &parts, 'c').map(|_| ())
+                self.send_parts(&ch, &job, &parts, 'c')
             }
         };
+        let result = result.map(|ids| {
+            if let (Some(irt), Some(first)) = (&irt, ids.first()) {
+                self.set_reply(irt, &format!("{FINAL}{first}"));
+            }
+        });
         match result {
             Ok(()) => {
                 metrics::inc("feishu_gateway_outbound_items_total", &[("outcome", "delivered")]);
@@ -558,6 +648,19 @@ impl Worker {
         parts: &[Part],
         variant: char,
     ) -> Result<Vec<String>, Undeliverable> {
+        let base = job.item.id.clone();
+        self.send_parts_as(ch, job, parts, &base, variant)
+    }
+
+    /// `send_parts` with uuids derived from `base` instead of the item id.
+    fn send_parts_as(
+        &mut self,
+        ch: &ChannelRef,
+        job: &Job,
+        parts: &[Part],
+        base: &str,
+        variant: char,
+    ) -> Result<Vec<String>, Undeliverable> {
         let item = &job.item;
         let mut ids = Vec::new();
         let mut in_thread = item.reply_in_thread;
@@ -567,7 +670,7 @@ impl Worker {
         let mut variant = variant;
         while i < parts.len() {
             let part = parts[i].clone();
-            let id = uuid(&item.id, variant, i);
+            let id = uuid(base, variant, i);
             let dest = match (&item.message_id, &item.chat_id) {
                 (Some(m), _) if !to_chat => Destination::Reply { message_id: m, in_thread },
                 (_, Some(c)) => Destination::Chat { chat_id: c },

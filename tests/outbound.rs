@@ -262,7 +262,7 @@ fn progress_items_stream_into_one_card() {
     assert!(msgs[0].updates >= 1 && msgs[0].updates <= 3, "coalesced updates: {}", msgs[0].updates);
     let mapping: Option<String> =
         redis::cmd("GET").arg(format!("at:channel:reply:feishu:{irt}")).query(&mut s.con).unwrap();
-    assert_eq!(mapping.as_deref(), Some(msgs[0].message_id.as_str()));
+    assert_eq!(mapping, Some(format!("final:{}", msgs[0].message_id)), "the reply is marked final");
 }
 
 #[test]

@@ -309,6 +309,19 @@ redis.call('SET', KEYS[1], 'done', 'EX', ARGV[1])
 return old
 ";
 
+/// Compare-and-set. KEYS: key. ARGV: expected, new value ('' = delete), TTL.
+pub const REPLACE_IF_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+end
+return 1
+";
+
 /// "Connected wins" status write. KEYS: status key. ARGV: json, TTL,
 /// '1' when this instance is connected, instance id. Returns 1 when written.
 pub const STATUS_SCRIPT: &str = r"

@@ -43,6 +43,7 @@ pub struct Store {
     status: Script,
     status_clear: Script,
     typing_done: Script,
+    replace_if: Script,
 }
 
 impl Store {
@@ -54,6 +55,7 @@ impl Store {
             status: Script::new(contract::STATUS_SCRIPT),
             status_clear: Script::new(contract::STATUS_CLEAR_SCRIPT),
             typing_done: Script::new(contract::TYPING_DONE_SCRIPT),
+            replace_if: Script::new(contract::REPLACE_IF_SCRIPT),
         }
     }
 
@@ -285,6 +287,25 @@ impl Store {
 
     pub fn get(&mut self, key: &str) -> RedisResult<Option<String>> {
         self.with(|con, _| redis::cmd("GET").arg(key).query(con))
+    }
+
+    /// Sets `key` to `value` (or deletes it when `value` is empty) only if it
+    /// still holds `expected`. Returns whether it did.
+    pub fn replace_if(
+        &mut self,
+        key: &str,
+        expected: &str,
+        value: &str,
+        ttl: u64,
+    ) -> RedisResult<bool> {
+        self.with(|con, me| {
+            let done: i64 = me.replace_if.key(key).arg(expected).arg(value).arg(ttl).invoke(con)?;
+            Ok(done == 1)
+        })
+    }
+
+    pub fn del(&mut self, key: &str) -> RedisResult<()> {
+        self.with(|con, _| redis::cmd("DEL").arg(key).query(con))
     }
 
     pub fn set_ex(&mut self, key: &str, value: &str, ttl: u64) -> RedisResult<()> {

@@ -1,0 +1,379 @@
+//! `make soak`: conversations flow through two gateway replicas while
+//! faults are injected at random; at the end every question must have been
+//! stored exactly once and every answer shown exactly once.
+//!
+//! SOAK_SECONDS (default 600) sets the duration of the fault phase.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool
+
+use feishu_sim::events::MessageEvent;
+use feishu_sim::harness::{
+    Gateway, RedisServer, answer, channel, dead_letters, llen, put_channel, wait_for,
+};
+use feishu_sim::{Fault, Route, Sim, SimOptions, rand_u64};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const APPS: usize = 3;
+const RESPONDER_PROCESSING: &str = "soak:responder:processing";
+const SECRET_PREFIX: &str = "soak-secret-";
+
+fn app(i: usize) -> String {
+    format!("cli_50a{i:013}")
+}
+
+fn pick(n: usize) -> usize {
+    (rand_u64() % n as u64) as usize
+}
+
+fn status_of(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Replica {
+    name: &'static str,
+    gw: Option<Gateway>,
+    logs: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let secs: u64 = std::env::var("SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
+    let bin: PathBuf =
+        std::env::current_exe().expect("exe").with_file_name("asktable-feishu-gateway");
+    let mut redis = RedisServer::start_persistent();
+    let sim = Arc::new(Sim::start(SimOptions {
+        ping_interval: 2,
+        redelivery_after: Duration::from_secs(2),
+        max_deliveries: 1000,
+        ..SimOptions::default()
+    }));
+    let mut con = redis.con();
+    for i in 0..APPS {
+        sim.add_app(&app(i), &format!("{SECRET_PREFIX}{i}"));
+        put_channel(
+            &mut con,
+            &format!("ch_{i}"),
+            &channel(&format!("ch_{i}"), &app(i), &format!("{SECRET_PREFIX}{i}")),
+        );
+    }
+    let url = redis.url();
+    let env: &[(&str, &str)] = &[("RUST_LOG", "info"), ("OUTBOUND_RETRY_WINDOW", "120")];
+    let start = |name: &'static str| Gateway::start(&bin, &url, &sim, name, env);
+    let mut replicas = [
+        Replica { name: "gw-a", gw: Some(start("gw-a")), logs: Vec::new() },
+        Replica { name: "gw-b", gw: Some(start("gw-b")), logs: Vec::new() },
+    ];
+    assert!(wait_for(Duration::from_secs(20), || (0..APPS).all(|i| sim.connections(&app(i)) == 2)));
+    println!("soak: {APPS} apps, 2 replicas, {secs}s of faults");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let questions: Arc<Mutex<Vec<MessageEvent>>> = Arc::default();
+    let stored: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let malformed = Arc::new(AtomicUsize::new(0));
+
+    // Users ask questions; sometimes Feishu sends one twice.
+    let driver = {
+        let (sim, stop, questions) = (sim.clone(), stop.clone(), questions.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let a = app(pick(APPS));
+                let mut ev = MessageEvent::text(&a, &format!("question {}", rand_u64() % 100_000));
+                if pick(3) == 0 {
+                    let bot = sim.bot_open_id(&a).unwrap_or_default();
+                    ev = MessageEvent::text(&a, "@_user_1 group question")
+                        .in_group(&format!("oc_group_{}", pick(4)))
+                        .mention("@_user_1", &bot, "AskBot");
+                }
+                sim.push_event(&a, &ev.json());
+                if pick(10) == 0 {
+                    sim.push_event(&a, &ev.json());
+                }
+                questions.lock().unwrap().push(ev);
+                thread::sleep(Duration::from_millis(40));
+            }
+        })
+    };
+
+    // The stand-in for AskTable Server: answers each stored question once
+    // (sometimes streaming), and now and then queues a malformed item.
+    let responder_stop = Arc::new(AtomicBool::new(false));
+    let responder = {
+        let stop = responder_stop.clone();
+        let (_, stored, malformed, url) =
+            (stop.clone(), stored.clone(), malformed.clone(), url.clone());
+        thread::spawn(move || {
+            let mut con: Option<redis::Connection> = None;
+            while !stop.load(Ordering::SeqCst) {
+                let c = match con.as_mut() {
+                    Some(c) => c,
+                    None => {
+                        con = redis::Client::open(url.as_str())
+                            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                            .ok();
+                        thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                };
+                let _ = c.set_read_timeout(Some(Duration::from_secs(3)));
+                // Reliable consumption, as a real server does it: BLMOVE into a
+                // processing list, LREM once answered; an item whose reply was
+                // lost (Redis restarted mid-call) is handled again.
+                let leftover: Option<String> =
+                    redis::cmd("LINDEX").arg(RESPONDER_PROCESSING).arg(-1).query(c).ok().flatten();
+                let (item, again) = match leftover {
+                    Some(item) => (item, true),
+                    None => {
+                        let moved: redis::RedisResult<Option<String>> = redis::cmd("BLMOVE")
+                            .arg("at:channel:inbound")
+                            .arg(RESPONDER_PROCESSING)
+                            .arg("RIGHT")
+                            .arg("LEFT")
+                            .arg(1)
+                            .query(c);
+                        match moved {
+                            Ok(Some(item)) => (item, false),
+                            Ok(None) => continue,
+                            Err(_) => {
+                                con = None;
+                                continue;
+                            }
+                        }
+                    }
+                };
+                let v: serde_json::Value =
+                    serde_json::from_str(&item).expect("inbound item is JSON");
+                let mid = v["message"]["message_id"].as_str().unwrap_or_default().to_owned();
+                if !again {
+                    *stored.lock().unwrap().entry(mid.clone()).or_default() += 1;
+                }
+                let (ch, chat, id) = (
+                    v["channel_id"].as_str().unwrap_or_default(),
+                    v["chat"]["chat_id"].as_str().unwrap_or_default(),
+                    v["id"].as_str().unwrap_or_default(),
+                );
+                let mut answers = Vec::new();
+                if pick(4) == 0 {
+                    let mut p = answer(&format!("p-{mid}"), ch, &mid, chat, "正在查询…");
+                    p["kind"] = "progress".into();
+                    p["in_reply_to"] = id.into();
+                    answers.push(p.to_string());
+                }
+                let mut f =
+                    answer(&format!("a-{mid}"), ch, &mid, chat, &format!("**answer** to {mid}"));
+                f["in_reply_to"] = id.into();
+                answers.push(f.to_string());
+                if pick(20) == 0 {
+                    answers.push("{malformed".into());
+                    malformed.fetch_add(1, Ordering::SeqCst);
+                }
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for a in &answers {
+                    pipe.cmd("LPUSH").arg("at:channel:outbound:feishu").arg(a).ignore();
+                }
+                pipe.cmd("LREM").arg(RESPONDER_PROCESSING).arg(1).arg(&item).ignore();
+                if pipe.query::<()>(c).is_err() {
+                    con = None; // handled again after reconnecting; uuids keep answers single
+                }
+            }
+        })
+    };
+
+    // Faults.
+    let t0 = Instant::now();
+    let mut faults: HashMap<&str, usize> = HashMap::new();
+    let mut max_threads = 0;
+    let mut max_rss_kib = 0;
+    while t0.elapsed() < Duration::from_secs(secs) {
+        thread::sleep(Duration::from_millis(2000 + (rand_u64() % 3000)));
+        let a = app(pick(APPS));
+        let fault = match pick(9) {
+            0 => {
+                let r = &mut replicas[pick(2)];
+                if let Some(mut gw) = r.gw.take() {
+                    gw.kill9();
+                    r.logs.push(gw.log());
+                }
+                r.gw = Some(Gateway::start(&bin, &url, &sim, r.name, env));
+                "SIGKILL + restart of a replica"
+            }
+            1 => {
+                redis.restart();
+                "Redis restart"
+            }
+            2 => {
+                sim.drop_connections(&a);
+                "abrupt connection drop"
+            }
+            3 => {
+                sim.silence_connections(&a);
+                "silent connection"
+            }
+            4 => {
+                for _ in 0..5 {
+                    sim.inject(Route::AnyMessage, Fault::rate_limited(1));
+                }
+                "429 burst"
+            }
+            5 => {
+                sim.invalidate_tokens();
+                "token invalidation"
+            }
+            6 => {
+                for _ in 0..3 {
+                    sim.inject(Route::AnyMessage, Fault::Delay(Duration::from_secs(2)));
+                }
+                "slow Feishu responses"
+            }
+            7 => {
+                sim.send_raw(&a, &[0xde, 0xad, 0xbe, 0xef]);
+                "garbage frames"
+            }
+            _ => {
+                for _ in 0..3 {
+                    sim.inject(Route::AnyMessage, Fault::server_error());
+                }
+                "HTTP 500s"
+            }
+        };
+        *faults.entry(fault).or_default() += 1;
+        for r in &replicas {
+            if let Some(gw) = &r.gw {
+                max_threads = max_threads.max(status_of(gw.pid(), "Threads:"));
+                max_rss_kib = max_rss_kib.max(status_of(gw.pid(), "VmRSS:"));
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let _ = driver.join();
+    println!("soak: faults stopped; waiting for the system to settle…");
+
+    // Settle: every question acknowledged, stored and answered.
+    let asked: Vec<MessageEvent> = questions.lock().unwrap().clone();
+    let ids: HashSet<String> = asked.iter().map(|e| e.message_id.clone()).collect();
+    let settled = wait_for(Duration::from_secs(180), || {
+        let stored_all = ids.iter().all(|m| stored.lock().unwrap().contains_key(m));
+        let shown: HashSet<String> =
+            sim.messages().iter().filter_map(|m| m.reply_to.clone()).collect();
+        stored_all && ids.iter().all(|m| shown.contains(m))
+    });
+    responder_stop.store(true, Ordering::SeqCst);
+    let _ = responder.join();
+    let mut con = redis.con();
+    let quiet = wait_for(Duration::from_secs(60), || {
+        llen(&mut con, "at:channel:outbound:feishu") == 0
+            && llen(&mut con, "at:channel:outbound:feishu:processing:gw-a") == 0
+            && llen(&mut con, "at:channel:outbound:feishu:processing:gw-b") == 0
+    });
+
+    let mut violations = Vec::new();
+    if !settled || !quiet {
+        violations
+            .push(format!("did not settle (answers all shown: {settled}, queues empty: {quiet})"));
+    }
+    let stored = stored.lock().unwrap().clone();
+    let twice: Vec<_> = stored.iter().filter(|(_, n)| **n > 1).collect();
+    if !twice.is_empty() {
+        violations.push(format!("{} question(s) stored more than once", twice.len()));
+    }
+    let missing: Vec<&String> = ids.iter().filter(|m| !stored.contains_key(*m)).collect();
+    if !missing.is_empty() {
+        let detail: Vec<String> = missing
+            .iter()
+            .take(5)
+            .map(|m| {
+                let ev = asked.iter().find(|e| &e.message_id == *m).expect("asked");
+                let dedup: bool = redis::cmd("EXISTS")
+                    .arg(format!("at:channel:dedup:feishu:{}:{m}", ev.app_id))
+                    .query(&mut con)
+                    .unwrap_or(false);
+                format!("{m} (dedup key: {dedup}, chat {})", ev.chat_type)
+            })
+            .collect();
+        violations.push(format!("{} question(s) never stored, e.g. {detail:?}", missing.len()));
+    }
+    let mut shown: HashMap<String, usize> = HashMap::new();
+    for m in sim.messages() {
+        if let Some(to) = m.reply_to.clone().or(m.chat_id.clone()) {
+            *shown.entry(to).or_default() += 1;
+        }
+    }
+    let doubled = ids.iter().filter(|m| shown.get(*m).copied().unwrap_or(0) > 1).count();
+    if doubled > 0 {
+        let example: Vec<String> = sim
+            .messages()
+            .iter()
+            .filter(|m| m.reply_to.as_ref().is_some_and(|r| shown.get(r).copied().unwrap_or(0) > 1))
+            .take(4)
+            .map(|m| {
+                format!(
+                    "{} {} {:?} updates={}",
+                    m.reply_to.clone().unwrap_or_default(),
+                    m.msg_type,
+                    m.text(),
+                    m.updates
+                )
+            })
+            .collect();
+        violations.push(format!("{doubled} answer(s) shown more than once, e.g. {example:?}"));
+    }
+    let dead = dead_letters(&mut con);
+    let dead_malformed =
+        dead.iter().filter(|d| d["reason"].as_str().unwrap_or("").contains("invalid JSON")).count();
+    if dead_malformed != malformed.load(Ordering::SeqCst) || dead.len() != dead_malformed {
+        violations.push(format!(
+            "dead letters: {} in all, {dead_malformed} malformed, {} malformed injected: {:?}",
+            dead.len(),
+            malformed.load(Ordering::SeqCst),
+            dead.iter().map(|d| d["reason"].clone()).collect::<Vec<_>>()
+        ));
+    }
+    if max_threads > 40 {
+        violations.push(format!("a replica reached {max_threads} threads (bound 40)"));
+    }
+    if max_rss_kib > 64 * 1024 {
+        violations.push(format!("a replica reached {max_rss_kib} KiB RSS (bound 64 MiB)"));
+    }
+    let mut logs: Vec<String> = replicas.iter().flat_map(|r| r.logs.clone()).collect();
+    logs.extend(replicas.iter().filter_map(|r| r.gw.as_ref().map(Gateway::log)));
+    let mut secrets: Vec<String> = (0..APPS).map(|i| format!("{SECRET_PREFIX}{i}")).collect();
+    secrets.extend(sim.issued_secrets());
+    let leaked = secrets.iter().filter(|s| logs.iter().any(|l| l.contains(s.as_str()))).count();
+    if leaked > 0 {
+        violations.push(format!("{leaked} secret(s) appeared in a log"));
+    }
+
+    println!("\nsoak summary ({secs}s of faults)");
+    println!("  questions asked        {}", ids.len());
+    println!("  stored exactly once    {}", stored.values().filter(|n| **n == 1).count());
+    println!(
+        "  answers shown          {}",
+        ids.iter().filter(|m| shown.get(*m) == Some(&1)).count()
+    );
+    println!("  malformed dead-lettered {dead_malformed}");
+    println!("  max threads / RSS      {max_threads} / {} MiB", max_rss_kib / 1024);
+    let mut f: Vec<_> = faults.into_iter().collect();
+    f.sort();
+    for (name, n) in f {
+        println!("  fault: {name:<32} ×{n}");
+    }
+    if violations.is_empty() {
+        println!("\nsoak: OK");
+        ExitCode::SUCCESS
+    } else {
+        for v in &violations {
+            println!("VIOLATION: {v}");
+        }
+        ExitCode::FAILURE
+    }
+}
