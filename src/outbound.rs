@@ -103,9 +103,7 @@ impl Budget {
 /// A deterministic Feishu idempotency key (≤ 50 chars) for part `n` of an
 /// item, in a `variant` (`c` rendered, `t` text fallback, `p` progress card).
 pub fn uuid(id: &str, variant: char, n: usize) -> String {
-    let digest = openssl::sha::sha256(id.as_bytes());
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("{hex}-{variant}{n}")
+    format!("{}-{variant}{n}", contract::short_hash(id))
 }
 
 /// The running outbound threads.

@@ -10,10 +10,6 @@ use support::*;
 const APP: &str = "cli_0pe2a7100000000a";
 const SECRET: &str = "ops-secret";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// GET over a plain socket: (status code, body).
 fn get(port: u16, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();

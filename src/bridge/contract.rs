@@ -503,6 +503,11 @@ pub fn parse_outbound(raw: &str) -> Result<Outbound, String> {
     })
 }
 
+/// 32 hex characters of SHA-256: a short, stable id derived from `s`.
+pub fn short_hash(s: &str) -> String {
+    openssl::sha::sha256(s.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 /// A dead letter: why, and the raw item as received.
 pub fn dead_letter_json(reason: &str, raw: &str, now_ms: u64) -> String {
     json!({ "ts": now_ms, "reason": reason, "item": raw }).to_string()
@@ -518,8 +523,7 @@ pub fn hint_item(
     now_ms: u64,
 ) -> String {
     let inbound = inbound_id(app_id, &m.message_id);
-    let digest = openssl::sha::sha256(inbound.as_bytes());
-    let id: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let id = short_hash(&inbound);
     json!({
         "schema": "at.channel.outbound", "v": VERSION, "id": format!("hint-{id}"), "ts": now_ms,
         "channel_id": channel_id, "in_reply_to": inbound,

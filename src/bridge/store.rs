@@ -130,26 +130,13 @@ impl Store {
     /// The values of every key matching `pattern` (SCAN + GET).
     pub fn scan_values(&mut self, pattern: &str) -> RedisResult<Vec<(String, String)>> {
         self.with(|con, _| {
-            let mut cursor: u64 = 0;
             let mut out = Vec::new();
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(500)
-                    .query(con)?;
-                for k in keys {
-                    let v: Option<String> = redis::cmd("GET").arg(&k).query(con)?;
-                    out.extend(v.map(|v| (k, v)));
-                }
-                if next == 0 {
-                    out.sort();
-                    return Ok(out);
-                }
-                cursor = next;
+            for k in scan_keys(con, pattern)? {
+                let v: Option<String> = redis::cmd("GET").arg(&k).query(con)?;
+                out.extend(v.map(|v| (k, v)));
             }
+            out.sort();
+            Ok(out)
         })
     }
 
@@ -249,25 +236,7 @@ impl Store {
 
     /// Every instance's processing list.
     pub fn processing_lists(&mut self) -> RedisResult<Vec<String>> {
-        self.with(|con, _| {
-            let pattern = format!("{}*", contract::processing_prefix());
-            let mut cursor: u64 = 0;
-            let mut keys = Vec::new();
-            loop {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(500)
-                    .query(con)?;
-                keys.extend(batch);
-                if next == 0 {
-                    return Ok(keys);
-                }
-                cursor = next;
-            }
-        })
+        self.with(|con, _| scan_keys(con, &format!("{}*", contract::processing_prefix())))
     }
 
     /// Lengths of several lists in one round trip.
@@ -382,6 +351,26 @@ impl Store {
 
     pub fn delete_heartbeat(&mut self, instance_id: &str) -> RedisResult<()> {
         self.with(|con, _| redis::cmd("DEL").arg(contract::heartbeat_key(instance_id)).query(con))
+    }
+}
+
+/// Every key matching `pattern` (SCAN, so Redis is never blocked).
+fn scan_keys(con: &mut Connection, pattern: &str) -> RedisResult<Vec<String>> {
+    let mut cursor: u64 = 0;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(500)
+            .query(con)?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
     }
 }
 
