@@ -543,6 +543,7 @@ impl Worker {
         let irt = job.item.in_reply_to.clone().filter(|_| !job.item.is_error);
         // Which card to complete, if a progress card exists (or is being made).
         let mut streamed = None;
+        let mut saw_pending = false;
         if let Some(irt) = &irt {
             // A progress card being created (possibly by another replica)
             // is waited for; a dead creator's claim expires after CLAIM_TTL.
@@ -551,6 +552,7 @@ impl Worker {
                 match self.reply_state(irt) {
                     Ok(Reply::Card(id) | Reply::Final(id)) => streamed = Some(id),
                     Ok(Reply::Pending) if Instant::now() < deadline => {
+                        saw_pending = true;
                         thread::sleep(Duration::from_millis(100));
                         continue;
                     }
@@ -566,6 +568,9 @@ impl Worker {
                 }
                 break;
             }
+        }
+        if let (Some(irt), None, true) = (&irt, &streamed, saw_pending) {
+            streamed = self.adopt_progress_card(&ch, &job, irt);
         }
         let result = match streamed {
             // Complete the streamed card; further parts become new replies.
@@ -618,6 +623,21 @@ impl Worker {
             }
             Err(Undeliverable(reason)) => self.dead(&job, &reason),
         }
+    }
+
+    /// The progress card of a creator that died between creating it and
+    /// recording its id (its claim expired): sending with the progress
+    /// card's uuid again makes Feishu return that card instead of a new one
+    /// (or creates it now, if the creator died before Feishu had it). The
+    /// caller then completes it like any streamed card.
+    fn adopt_progress_card(&mut self, ch: &ChannelRef, job: &Job, irt: &str) -> Option<String> {
+        let card = render::cards(&job.item.text, &self.settings.limits).swap_remove(0);
+        if card.msg_type != "interactive" {
+            return None;
+        }
+        let id = self.send_parts_as(ch, job, &[card], irt, 'p').ok()?.into_iter().next()?;
+        log::info!("outbound: completing progress card {id} of an interrupted reply to {irt}");
+        Some(id)
     }
 
     /// Removes the typing reaction from the question, if it was added.

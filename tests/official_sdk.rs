@@ -68,3 +68,71 @@ fn the_official_client_connects_pings_receives_and_acks() {
         std::panic::resume_unwind(p);
     }
 }
+
+/// `make bench` compares the gateway with a bridge on the official SDK
+/// (sim/official/lark_bridge.py); the comparison is fair only if both do
+/// the same work: the same inbound item through the same script, and one
+/// reply per answer.
+#[test]
+fn the_benchmarks_sdk_bridge_stores_what_the_gateway_stores_and_replies() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let python = format!("{root}/target/lark-venv/bin/python");
+    assert!(std::path::Path::new(&python).exists(), "{python} missing: run ./.ci/install-deps");
+    let sim = sim();
+    let app = "cli_0ff1c1a1b41d9e01";
+    sim.add_app(app, "bridge-secret");
+    let bot = sim.bot_open_id(app).unwrap();
+    let events = [
+        MessageEvent::text(app, "本月销售额是多少？"),
+        MessageEvent::text(app, "@_user_1  各省 排名")
+            .in_group("oc_group_bench")
+            .mention("@_user_1", &bot, "AskBot"),
+    ];
+    // The same events through the gateway and through the bridge, each
+    // with its own Redis.
+    let mut stored = Vec::new();
+    for subject in ["gateway", "bridge"] {
+        let redis = RedisServer::start();
+        let mut con = redis.con();
+        let mut cfg = channel("ch_b", app, "bridge-secret");
+        cfg["agent_id"] = "agent_1".into();
+        put_channel(&mut con, "ch_b", &cfg);
+        let running = if subject == "gateway" {
+            start_gateway(&redis.url(), &sim, "gw-b", &[("TYPING_REACTION", "")])
+        } else {
+            let mut cmd = Command::new(&python);
+            cmd.arg(format!("{root}/sim/official/lark_bridge.py"))
+                .arg(sim.base_url())
+                .arg(redis.url())
+                .arg(format!("{root}/src/bridge/inbound.lua"));
+            Gateway::spawn(cmd, "READY", SECS(60))
+        };
+        assert!(sim.wait_connections(app, 1, SECS(30)), "{subject}: {}", running.log());
+        let mut items = Vec::new();
+        for ev in &events {
+            let push = sim.push_event(app, &ev.json());
+            assert!(sim.wait_acked(push, SECS(10)), "{subject}: {}", running.log());
+            // Feishu sends it again: stored once all the same.
+            let again = sim.push_event(app, &ev.json());
+            assert!(sim.wait_acked(again, SECS(10)));
+            let mut got = inbound(&mut con);
+            assert_eq!(got.len(), items.len() + 1, "{subject} stores each message once");
+            let mut item = got.pop().expect("the newest item");
+            item["ts"] = 0.into();
+            items.push(item);
+        }
+        let before = sim.messages().len();
+        let ev = &events[0];
+        let item = answer(&format!("a-{subject}"), "ch_b", &ev.message_id, &ev.chat_id, "42");
+        push_outbound(&mut con, &item.to_string());
+        assert!(sim.wait_messages(before + 1, SECS(10)), "{subject}: {}", running.log());
+        let reply = &sim.messages()[before];
+        assert_eq!(reply.reply_to.as_deref(), Some(ev.message_id.as_str()));
+        assert_eq!(reply.text(), "42");
+        assert!(reply.uuid.is_some(), "{subject} sends with an idempotency key");
+        drop(running);
+        assert!(sim.wait_until(SECS(10), |s| s.connections(app) == 0));
+        stored.push(items);
+    }
+    assert_eq!(stored[0], stored[1], "the bridge builds the gateway's inbound items");
+}

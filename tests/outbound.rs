@@ -283,6 +283,43 @@ fn failed_card_update_sends_the_final_answer_as_a_new_reply() {
     assert_eq!(s.sim.messages()[1].text(), "final text");
 }
 
+/// Found by reading the soak's fault matrix: a replica killed after Feishu
+/// created the progress card but before its id was recorded left that card
+/// stale and the final answer as a second reply.
+#[test]
+fn killed_between_progress_card_and_its_id_then_final_completes_that_card() {
+    let mut s = setup();
+    let q = ask(&mut s, "q");
+    let irt = format!("feishu:{APP}:{}", q.message_id);
+    let mut p = answer("p1", "ch_1", &q.message_id, &q.chat_id, "正在查询…");
+    p["kind"] = json!("progress");
+    p["in_reply_to"] = json!(irt);
+    // Feishu creates the card but answers slowly; the gateway dies meanwhile.
+    s.sim.inject(Route::Reply, Fault::Delay(SECS(3)));
+    push_outbound(&mut s.con, &p.to_string());
+    assert!(s.sim.wait_messages(1, SECS(10)), "{}", s.gw.log());
+    s.gw.kill9();
+    let key = format!("at:channel:reply:feishu:{irt}");
+    let state: Option<String> = redis::cmd("GET").arg(&key).query(&mut s.con).unwrap();
+    assert_eq!(state.as_deref(), Some("pending"), "the card's id was never recorded");
+    // The restarted replica finds the progress item and, seeing the claim,
+    // stands down (a preview is not worth a second card).
+    let gw2 = start_gateway(&s.redis.url(), &s.sim, "gw-out", &[("TYPING_REACTION", "")]);
+    assert!(gw2.wait_log("re-queued 1 unfinished item", SECS(10)), "{}", gw2.log());
+    assert!(wait_for(SECS(10), || processing_empty(&mut s)), "{}", gw2.log());
+    // The dead creator's claim runs out (shortened here from a minute).
+    redis::cmd("EXPIRE").arg(&key).arg(1).query::<()>(&mut s.con).unwrap();
+    let mut f = answer("f1", "ch_1", &q.message_id, &q.chat_id, "**结果**：42");
+    f["in_reply_to"] = json!(irt);
+    push_outbound(&mut s.con, &f.to_string());
+    assert!(gw2.wait_log("item f1 delivered", SECS(15)), "{}", gw2.log());
+    let msgs = s.sim.messages();
+    assert_eq!(msgs.len(), 1, "the progress card became the answer: {msgs:?}");
+    assert_eq!(msgs[0].text(), "**结果**：42");
+    let state: Option<String> = redis::cmd("GET").arg(&key).query(&mut s.con).unwrap();
+    assert_eq!(state, Some(format!("final:{}", msgs[0].message_id)));
+}
+
 #[test]
 fn long_answer_is_split_under_the_limits() {
     let mut s = setup();

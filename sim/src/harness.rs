@@ -228,9 +228,6 @@ impl Gateway {
         instance: &str,
         extra: &[(&str, &str)],
     ) -> Gateway {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("gateway.log");
-        let file = File::create(&log).expect("log file");
         let mut cmd = Command::new(bin);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -239,20 +236,26 @@ impl Gateway {
             .env("GATEWAY_INSTANCE_ID", instance)
             .env("STATUS_TTL", "3")
             .env("CONFIG_REFRESH_INTERVAL", "30")
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file));
+            .env("RUST_LOG", "debug");
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("spawn gateway");
+        Gateway::spawn(cmd, "Feishu Gateway running", SECS(10))
+    }
+
+    /// Starts any long-running program (the gateway, or the official-SDK
+    /// bridge the benchmark compares it with) with stdout and stderr in a
+    /// log file, and waits until `ready` appears there.
+    pub fn spawn(mut cmd: Command, ready: &str, timeout: Duration) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("gateway.log");
+        let file = File::create(&log).expect("log file");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone().expect("log file")))
+            .stderr(Stdio::from(file));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let gw = Gateway { child, log, _dir: dir };
-        assert!(
-            gw.wait_log("Feishu Gateway running", SECS(10)),
-            "gateway did not start:\n{}",
-            gw.log()
-        );
+        assert!(gw.wait_log(ready, timeout), "{cmd:?} did not start:\n{}", gw.log());
         gw
     }
 

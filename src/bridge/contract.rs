@@ -287,19 +287,7 @@ pub fn heartbeat_json(
 /// KEYS: one dedup key per message, then the inbound list.
 /// ARGV: the dedup TTL, then one item per message.
 /// Returns per message 1 when pushed, 0 when it was seen before.
-pub const INBOUND_SCRIPT: &str = r"
-local list = KEYS[#KEYS]
-local out = {}
-for i = 1, #KEYS - 1 do
-  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
-    redis.call('LPUSH', list, ARGV[i + 1])
-    out[i] = 1
-  else
-    out[i] = 0
-  end
-end
-return out
-";
+pub const INBOUND_SCRIPT: &str = include_str!("inbound.lua");
 
 /// Marks a question answered. KEYS: typing key. ARGV: TTL. Returns the
 /// reaction id stored there before (to delete it), if any.

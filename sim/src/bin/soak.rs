@@ -21,6 +21,14 @@ use std::time::{Duration, Instant};
 const APPS: usize = 3;
 const RESPONDER_PROCESSING: &str = "soak:responder:processing";
 const SECRET_PREFIX: &str = "soak-secret-";
+/// Outbound items the server might get wrong; each must be dead-lettered.
+const MALFORMED: [&str; 5] = [
+    "{malformed",
+    r#"{"schema":"at.channel.outbound","v":99,"id":"bad-v","channel_id":"ch_0"}"#,
+    r#"{"schema":"at.channel.outbound","v":1,"id":"bad-target","channel_id":"ch_0","target":{},"kind":"final","status":"ok","content":{"text":"x"}}"#,
+    r#"{"schema":"at.channel.outbound","v":1,"id":"bad-kind","channel_id":"ch_0","target":{"chat_id":"oc_x"},"kind":"shout","status":"ok","content":{"text":"x"}}"#,
+    "[1,2,3]",
+];
 
 fn app(i: usize) -> String {
     format!("cli_50a{i:013}")
@@ -173,7 +181,7 @@ fn main() -> ExitCode {
                 f["in_reply_to"] = id.into();
                 answers.push(f.to_string());
                 if pick(20) == 0 {
-                    answers.push("{malformed".into());
+                    answers.push(MALFORMED[pick(MALFORMED.len())].to_owned());
                     malformed.fetch_add(1, Ordering::SeqCst);
                 }
                 let mut pipe = redis::pipe();
@@ -236,7 +244,9 @@ fn main() -> ExitCode {
                 "slow Feishu responses"
             }
             7 => {
-                sim.send_raw(&a, &[0xde, 0xad, 0xbe, 0xef]);
+                let garbage: Vec<u8> = (0..1 + pick(300)).map(|_| rand_u64() as u8).collect();
+                sim.send_raw(&a, &garbage);
+                sim.send_text(&a, "not a frame");
                 "garbage frames"
             }
             _ => {
@@ -328,8 +338,13 @@ fn main() -> ExitCode {
         violations.push(format!("{doubled} answer(s) shown more than once, e.g. {example:?}"));
     }
     let dead = dead_letters(&mut con);
-    let dead_malformed =
-        dead.iter().filter(|d| d["reason"].as_str().unwrap_or("").contains("invalid JSON")).count();
+    let dead_malformed = dead
+        .iter()
+        .filter(|d| {
+            MALFORMED.contains(&d["item"].as_str().unwrap_or(""))
+                && !d["reason"].as_str().unwrap_or("").is_empty()
+        })
+        .count();
     if dead_malformed != malformed.load(Ordering::SeqCst) || dead.len() != dead_malformed {
         violations.push(format!(
             "dead letters: {} in all, {dead_malformed} malformed, {} malformed injected: {:?}",
