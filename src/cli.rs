@@ -429,7 +429,10 @@ pub fn check(cfg: Result<Config, crate::config::ConfigError>) -> ExitCode {
                 "",
             )),
             Err(e) => {
-                let hint = if e.needs_operator() {
+                let hint = if let endpoint::ConnectError::Untrusted(_) = e {
+                    "set SSL_CERT_FILE=/path/to/ca-bundle.pem in /etc/asktable-feishu-gateway/env \
+                     when a proxy re-signs TLS; else check the clock"
+                } else if e.needs_operator() {
                     "in the Feishu developer console: check App ID/Secret, publish the app version, enable \
                      'receive events through long connection'"
                 } else {

@@ -122,6 +122,7 @@ impl Outbound {
     ) -> Outbound {
         let (stop_tx, stop_rx) = bounded::<()>(1);
         let budget = Arc::new(Budget::default());
+        let in_flight = InFlight::default();
         let mut handles = Vec::new();
         let mut lanes = Vec::new();
         for n in 0..settings.workers.max(1) {
@@ -130,6 +131,7 @@ impl Outbound {
             let mut w = Worker {
                 settings: settings.clone(),
                 store: Store::new(client.clone()),
+                in_flight: in_flight.clone(),
                 api: api.clone(),
                 channels: channels.clone(),
                 budget: budget.clone(),
@@ -147,6 +149,8 @@ impl Outbound {
             lanes,
             redis_ok: None,
             own_recovered: false,
+            in_flight,
+            sweep_due: false,
         };
         let spawned =
             thread::Builder::new().name("outbound-pop".into()).spawn(move || pop.run(pop_stop));
@@ -222,12 +226,43 @@ struct Job {
     since: Instant,
 }
 
+/// Items of this instance's processing list that a worker holds (taken
+/// from Redis and not finished yet), counted by their raw JSON. What is in
+/// the list but not here was taken without reaching a worker: a `BLMOVE`
+/// whose reply was lost when Redis restarted, or an item whose removal
+/// failed. The pop thread sweeps those up.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashMap<String, usize>>>);
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, raw: &str) {
+        *self.lock().entry(raw.to_owned()).or_default() += 1;
+    }
+
+    fn release(&self, raw: &str) {
+        let mut map = self.lock();
+        if let Some(n) = map.get_mut(raw) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(raw);
+            }
+        }
+    }
+}
+
 struct Pop {
     settings: Settings,
     store: Store,
     lanes: Vec<Sender<Job>>,
     redis_ok: Option<bool>,
     own_recovered: bool,
+    in_flight: InFlight,
+    /// Set when Redis was unreachable: a reply may have been lost.
+    sweep_due: bool,
 }
 
 impl Pop {
@@ -239,9 +274,9 @@ impl Pop {
             if !matches!(stop.try_recv(), Err(TryRecvError::Empty)) {
                 return; // dropping the lanes lets the workers finish and exit
             }
-            if Instant::now() >= next_recovery {
+            if Instant::now() >= next_recovery || (self.sweep_due && self.redis_ok == Some(true)) {
                 next_recovery = Instant::now() + self.settings.recover_every;
-                if self.recover(&processing).is_err() {
+                if self.recover(&processing).and_then(|()| self.sweep(&processing)).is_err() {
                     next_recovery = Instant::now();
                 }
             }
@@ -283,6 +318,40 @@ impl Pop {
             }
             self.redis_ok = Some(ok);
         }
+        self.sweep_due |= !ok;
+    }
+
+    /// Hands items of this instance's processing list that no worker holds
+    /// to the workers (see [`InFlight`]).
+    fn sweep(&mut self, own: &str) -> Result<(), ()> {
+        let orphans: Vec<String> = {
+            // Held across the read, so that an item a worker finishes
+            // meanwhile is either gone from the list or still counted.
+            let in_flight = self.in_flight.lock();
+            let mut held = in_flight.clone();
+            let listed = self.store.lrange(own).map_err(|_| ())?;
+            listed
+                .into_iter()
+                .filter(|raw| match held.get_mut(raw) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        false
+                    }
+                    _ => true,
+                })
+                .collect()
+        };
+        self.sweep_due = false;
+        if !orphans.is_empty() {
+            log::info!(
+                "outbound: {} item(s) in {own} had not reached a worker (a reply lost while Redis was unreachable); handling them now",
+                orphans.len()
+            );
+        }
+        for raw in orphans {
+            self.dispatch(raw, own);
+        }
+        Ok(())
     }
 
     /// Re-queues this instance's leftovers from a previous run (once, at
@@ -321,8 +390,10 @@ impl Pop {
                 let mut h = DefaultHasher::new();
                 item.lane_key().hash(&mut h);
                 let lane = (h.finish() % self.lanes.len() as u64) as usize;
+                self.in_flight.add(&raw);
                 let job = Job { raw, item, since: Instant::now() };
-                if self.lanes[lane].send(job).is_err() {
+                if let Err(e) = self.lanes[lane].send(job) {
+                    self.in_flight.release(&e.0.raw);
                     log::error!(
                         "outbound: reply worker {lane} is gone; item stays in {processing}"
                     );
@@ -332,12 +403,7 @@ impl Pop {
                 metrics::inc("feishu_gateway_outbound_items_total", &[("outcome", "dead_letter")]);
                 log::warn!("outbound: item dead-lettered: {reason}");
                 let dead = contract::dead_letter_json(&reason, &raw, now_ms());
-                if self
-                    .store
-                    .dead_letter(&dead)
-                    .and_then(|_| self.store.lrem(processing, &raw))
-                    .is_err()
-                {
+                if self.store.dead_letter(&dead, processing, &raw).is_err() {
                     log::warn!("outbound: could not dead-letter an item; it stays in {processing}");
                 }
             }
@@ -351,6 +417,7 @@ struct Undeliverable(String);
 struct Worker {
     settings: Settings,
     store: Store,
+    in_flight: InFlight,
     api: Arc<Api>,
     channels: Channels,
     budget: Arc<Budget>,
@@ -396,15 +463,18 @@ impl Worker {
     /// Removes a finished item from the processing list.
     fn done(&mut self, raw: &str) {
         let list = self.processing();
-        for _ in 0..3 {
-            match self.store.lrem(&list, raw) {
-                Ok(()) => return,
-                Err(_) => thread::sleep(Duration::from_millis(200)),
+        let removed = (0..3).any(|attempt| {
+            if attempt > 0 {
+                thread::sleep(Duration::from_millis(200));
             }
+            self.store.lrem(&list, raw).is_ok()
+        });
+        if !removed {
+            log::warn!(
+                "outbound: could not remove a delivered item from {list}; it will be offered again (Feishu's uuid keeps it from showing twice)"
+            );
         }
-        log::warn!(
-            "outbound: could not remove a delivered item from {list}; it may be offered again (Feishu's uuid keeps it from showing twice)"
-        );
+        self.in_flight.release(raw);
     }
 
     fn dead(&mut self, job: &Job, reason: &str) {
@@ -415,9 +485,13 @@ impl Worker {
             job.item.channel_id
         );
         let dead = contract::dead_letter_json(reason, &job.raw, now_ms());
-        if self.store.dead_letter(&dead).is_ok() {
-            self.done(&job.raw);
+        if self.store.dead_letter(&dead, &self.processing(), &job.raw).is_err() {
+            log::warn!(
+                "outbound: could not dead-letter item {}; it will be tried again",
+                job.item.id
+            );
         }
+        self.in_flight.release(&job.raw);
     }
 
     fn handle(&mut self, job: Job) {

@@ -503,6 +503,39 @@ fn redis_restart_loses_no_answer() {
     assert_eq!(texts, ["before", "after", "later"]);
 }
 
+/// Found by the soak: Redis restarted while `BLMOVE` was answering, so the
+/// item was moved into this instance's processing list but the reply never
+/// arrived; nothing looked at that list again until the next restart, and
+/// the answer was not shown.
+#[test]
+fn an_item_moved_while_redis_restarted_is_still_delivered() {
+    let mut redis = RedisServer::start_persistent();
+    let sim = sim();
+    sim.add_app(APP, SECRET);
+    let mut con = redis.con();
+    put_channel(&mut con, "ch_1", &channel("ch_1", APP, SECRET));
+    let gw = start_gateway(&redis.url(), &sim, "gw-out", &[("TYPING_REACTION", "")]);
+    assert!(sim.wait_connections(APP, 1, SECS(10)));
+    push_outbound(&mut con, &answer("first", "ch_1", "om_1", "oc_1", "first").to_string());
+    assert!(sim.wait_messages(1, SECS(10)));
+    // The state a lost BLMOVE reply leaves: the item in the processing
+    // list, no worker holding it.
+    let lost = answer("lost", "ch_1", "om_2", "oc_2", "moved, reply lost").to_string();
+    redis::cmd("LPUSH")
+        .arg("at:channel:outbound:feishu:processing:gw-out")
+        .arg(&lost)
+        .query::<()>(&mut con)
+        .unwrap();
+    redis.restart();
+    assert!(sim.wait_messages(2, SECS(15)), "{}", gw.log());
+    assert_eq!(sim.messages()[1].text(), "moved, reply lost");
+    assert!(gw.log().contains("had not reached a worker"), "{}", gw.log());
+    let mut con = redis.con();
+    assert!(
+        wait_for(SECS(5), || llen(&mut con, "at:channel:outbound:feishu:processing:gw-out") == 0)
+    );
+}
+
 #[test]
 fn thread_replies_and_the_retry_window() {
     let mut s = setup_with(&[("OUTBOUND_RETRY_WINDOW", "2")]);

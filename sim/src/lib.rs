@@ -17,6 +17,7 @@ pub mod harness;
 mod http;
 mod im;
 pub mod pb;
+pub mod tls;
 
 pub use http::{Request, Response};
 pub use im::{Fault, Reaction, Route, SentMessage};
@@ -69,6 +70,8 @@ pub struct SimOptions {
     /// How long a connection thread waits for client data before looking
     /// at its outgoing queue again (latency of pushes vs. idle CPU).
     pub poll: Duration,
+    /// Serve `https://` and `wss://` (a private CA, see [`Sim::ca_pem`]).
+    pub tls: bool,
 }
 
 impl Default for SimOptions {
@@ -82,6 +85,7 @@ impl Default for SimOptions {
             conn_limit: 50,
             token_expire: 7200,
             poll: Duration::from_millis(5),
+            tls: false,
         }
     }
 }
@@ -155,6 +159,9 @@ struct Inner {
     state: Mutex<State>,
     changed: Condvar,
     ws_addr: SocketAddr,
+    /// Where clients are told to open the WebSocket: `ws://` on `ws_addr`,
+    /// or `wss://` on a TLS front.
+    ws_public: String,
     stop: AtomicBool,
 }
 
@@ -177,16 +184,26 @@ impl Inner {
 pub struct Sim {
     inner: Arc<Inner>,
     http: http::Server,
+    /// TLS fronts (HTTP, WebSocket) and the CA they chain to, in TLS mode.
+    tls: Option<(tls::Certs, tls::Front, tls::Front)>,
 }
 
 impl Sim {
     pub fn start(opts: SimOptions) -> Sim {
         let ws_listener = TcpListener::bind("127.0.0.1:0").expect("bind ws listener");
+        let ws_addr = ws_listener.local_addr().expect("ws addr");
+        let certs = opts.tls.then(tls::Certs::generate);
+        let ws_front = certs.as_ref().map(|c| tls::Front::start(c, ws_addr));
+        let ws_public = match &ws_front {
+            Some(f) => format!("wss://{}", f.addr),
+            None => format!("ws://{ws_addr}"),
+        };
         let inner = Arc::new(Inner {
             opts,
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
-            ws_addr: ws_listener.local_addr().expect("ws addr"),
+            ws_addr,
+            ws_public,
             stop: AtomicBool::new(false),
         });
         let i = inner.clone();
@@ -201,12 +218,24 @@ impl Sim {
             .expect("spawn");
         let i = inner.clone();
         let http = http::Server::start(Arc::new(move |req| rest(&i, req)));
-        Sim { inner, http }
+        let tls = certs.zip(ws_front).map(|(c, ws)| {
+            let front = tls::Front::start(&c, http.addr);
+            (c, front, ws)
+        });
+        Sim { inner, http, tls }
     }
 
     /// The base URL to give the gateway as `FEISHU_BASE_URL`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.http.addr)
+        match &self.tls {
+            Some((_, front, _)) => format!("https://{}", front.addr),
+            None => format!("http://{}", self.http.addr),
+        }
+    }
+
+    /// In TLS mode, the PEM certificate of the CA a client must trust.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(|(c, _, _)| c.ca_pem.as_str())
     }
 
     /// Registers a bot app. Returns the bot's open_id.
@@ -432,8 +461,8 @@ fn rest(inner: &Inner, req: Request) -> Response {
                     st.tickets.insert(ticket.clone(), app_id);
                     st.issued.extend([ticket.clone(), access_key.clone()]);
                     let url = format!(
-                        "ws://{}/ws/v2?fpid=493&aid=552564&device_id={}&access_key={access_key}&service_id=33554678&ticket={ticket}",
-                        inner.ws_addr,
+                        "{}/ws/v2?fpid=493&aid=552564&device_id={}&access_key={access_key}&service_id=33554678&ticket={ticket}",
+                        inner.ws_public,
                         rand_u64() % 10_000_000_000,
                     );
                     Response::json(

@@ -196,8 +196,15 @@ impl Store {
         self.with(|con, _| redis::cmd("LREM").arg(list).arg(1).arg(item).query(con))
     }
 
-    /// Pushes a dead letter and trims the list to the newest entries.
-    pub fn dead_letter(&mut self, json: &str) -> RedisResult<()> {
+    /// `LRANGE list 0 -1`.
+    pub fn lrange(&mut self, list: &str) -> RedisResult<Vec<String>> {
+        self.with(|con, _| redis::cmd("LRANGE").arg(list).arg(0).arg(-1).query(con))
+    }
+
+    /// In one transaction: pushes a dead letter, trims the list to the
+    /// newest entries and removes the item from its processing list, so an
+    /// item is never both dead-lettered and still pending.
+    pub fn dead_letter(&mut self, json: &str, processing: &str, raw: &str) -> RedisResult<()> {
         self.with(|con, _| {
             redis::pipe()
                 .atomic()
@@ -209,6 +216,11 @@ impl Store {
                 .arg(contract::DEAD)
                 .arg(0)
                 .arg(contract::DEAD_MAX - 1)
+                .ignore()
+                .cmd("LREM")
+                .arg(processing)
+                .arg(1)
+                .arg(raw)
                 .ignore()
                 .query(con)
         })

@@ -289,7 +289,7 @@ fn connect(
 }
 
 fn io_to_connect(e: io::Error) -> ConnectError {
-    ConnectError::Network(e.to_string())
+    ConnectError::network(e.to_string())
 }
 
 fn open_socket(url: &str, tuning: Tuning, transport: Transport) -> Result<Socket, ConnectError> {
@@ -346,7 +346,7 @@ fn open_socket(url: &str, tuning: Tuning, transport: Transport) -> Result<Socket
             }
             HandshakeError::Failure(tungstenite::Error::Io(e)) => io_to_connect(e),
             HandshakeError::Failure(tungstenite::Error::Tls(e)) => {
-                ConnectError::Network(format!("TLS: {e}"))
+                ConnectError::network(format!("TLS: {e}"))
             }
             HandshakeError::Failure(other) => {
                 ConnectError::Protocol(format!("WebSocket handshake: {other}"))

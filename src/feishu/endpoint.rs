@@ -81,6 +81,9 @@ pub const CODE_EXCEED_CONN_LIMIT: i64 = 1_000_040_350;
 pub enum ConnectError {
     /// Network, TLS or timeout failure reaching Feishu.
     Network(String),
+    /// The server's TLS certificate was not trusted: a proxy re-signing
+    /// TLS, a wrong clock, or a missing CA bundle. Needs the operator.
+    Untrusted(String),
     /// The endpoint call answered a non-200 HTTP status or no JSON.
     Http(String),
     /// Feishu answered a code it documents as temporary (busy, internal error).
@@ -95,12 +98,24 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
+    /// A failure to reach Feishu, told apart when it is an untrusted
+    /// certificate (OpenSSL says "certificate verify failed").
+    pub fn network(e: impl Into<String>) -> ConnectError {
+        let e = e.into();
+        if e.contains("certificate verify failed") {
+            ConnectError::Untrusted(e)
+        } else {
+            ConnectError::Network(e)
+        }
+    }
+
     /// True when retrying cannot help until the operator fixes something
     /// (the gateway still retries, slowly).
     pub fn needs_operator(&self) -> bool {
         matches!(
             self,
             ConnectError::Rejected { .. }
+                | ConnectError::Untrusted(_)
                 | ConnectError::Handshake { status: Some(CODE_FORBIDDEN), .. }
                 | ConnectError::Handshake {
                     status: Some(CODE_AUTH_FAILED),
@@ -114,6 +129,7 @@ impl ConnectError {
     pub fn code(&self) -> &'static str {
         match self {
             ConnectError::Network(_) => "network",
+            ConnectError::Untrusted(_) => "tls_untrusted",
             ConnectError::Http(_) => "endpoint_http",
             ConnectError::Busy { .. } => "feishu_busy",
             ConnectError::Rejected { code: 1_000_040_345 | 1_000_040_346, .. } => {
@@ -135,6 +151,10 @@ impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConnectError::Network(e) => write!(f, "cannot reach Feishu: {e}"),
+            ConnectError::Untrusted(e) => write!(
+                f,
+                "the TLS certificate presented for Feishu is not trusted ({e}): check the clock; if a proxy re-signs TLS, set SSL_CERT_FILE to its CA bundle in the service's environment"
+            ),
             ConnectError::Http(e) => write!(f, "long-connection endpoint failed: {e}"),
             ConnectError::Busy { code, msg } => {
                 write!(f, "Feishu is busy (code {code}: {msg}); retrying")
@@ -193,7 +213,7 @@ pub fn fetch(
     let reply = http
         .post(&url, &json!({ "AppID": app_id, "AppSecret": app_secret }), None)
         .map_err(|e| match e {
-            HttpError::Transport(t) => ConnectError::Network(t),
+            HttpError::Transport(t) => ConnectError::network(t),
             other => ConnectError::Http(other.to_string()),
         })?;
     let code = reply.code();
@@ -293,7 +313,12 @@ mod tests {
         };
         assert!(!auth.needs_operator());
         assert!(!ConnectError::Busy { code: 1, msg: String::new() }.needs_operator());
-        assert!(!ConnectError::Network("refused".into()).needs_operator());
+        assert!(!ConnectError::network("Connection refused (os error 111)").needs_operator());
+        let untrusted = ConnectError::network(
+            "native-tls: error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed",
+        );
+        assert_eq!(untrusted.code(), "tls_untrusted");
+        assert!(untrusted.needs_operator());
         let forbidden = ConnectError::Handshake {
             http: 403,
             status: Some(403),

@@ -202,10 +202,19 @@ fn main() -> ExitCode {
     let mut faults: HashMap<&str, usize> = HashMap::new();
     let mut max_threads = 0;
     let mut max_rss_kib = 0;
+    // Faults are dealt from a shuffled deck, so that even a short run sees
+    // every kind (9 kinds, one every 2–5 s).
+    let mut deck: Vec<usize> = Vec::new();
     while t0.elapsed() < Duration::from_secs(secs) {
         thread::sleep(Duration::from_millis(2000 + (rand_u64() % 3000)));
         let a = app(pick(APPS));
-        let fault = match pick(9) {
+        if deck.is_empty() {
+            deck = (0..9).collect();
+            for i in (1..deck.len()).rev() {
+                deck.swap(i, pick(i + 1));
+            }
+        }
+        let fault = match deck.pop().expect("dealt") {
             0 => {
                 let r = &mut replicas[pick(2)];
                 if let Some(mut gw) = r.gw.take() {

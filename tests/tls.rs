@@ -1,0 +1,94 @@
+//! End to end over TLS: the simulator behind its TLS front (a private CA),
+//! so that the gateway's `https://` and `wss://` paths, certificate
+//! verification included, run as they do against the real Feishu.
+
+mod support;
+
+use support::*;
+
+const APP: &str = "cli_7150000000000001";
+const SECRET: &str = "tls-secret";
+
+fn tls_sim() -> Sim {
+    let sim = Sim::start(SimOptions {
+        tls: true,
+        poll: std::time::Duration::from_millis(2),
+        ..SimOptions::default()
+    });
+    sim.add_app(APP, SECRET);
+    sim
+}
+
+#[test]
+fn questions_and_answers_cross_https_and_wss_with_the_operators_ca() {
+    let redis = RedisServer::start();
+    let sim = tls_sim();
+    assert!(sim.base_url().starts_with("https://"));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, sim.ca_pem().unwrap()).unwrap();
+    let mut con = redis.con();
+    put_channel(&mut con, "ch_tls", &channel("ch_tls", APP, SECRET));
+    let gw = start_gateway(
+        &redis.url(),
+        &sim,
+        "gw-tls",
+        &[("SSL_CERT_FILE", ca.to_str().unwrap()), ("TYPING_REACTION", "")],
+    );
+    assert!(sim.wait_connections(APP, 1, SECS(15)), "{}", gw.log());
+    assert!(wait_for(SECS(10), || state(&mut con, "ch_tls").as_deref() == Some("connected")));
+
+    let ev = MessageEvent::text(APP, "加密通道里的问题");
+    let push = sim.push_event(APP, &ev.json());
+    assert!(sim.wait_acked(push, SECS(10)), "{}", gw.log());
+    let items = inbound(&mut con);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["question"], "加密通道里的问题");
+
+    let a = answer("tls-a1", "ch_tls", &ev.message_id, &ev.chat_id, "**答案** over TLS");
+    push_outbound(&mut con, &a.to_string());
+    assert!(sim.wait_messages(1, SECS(10)), "{}", gw.log());
+    assert_eq!(sim.messages()[0].reply_to.as_deref(), Some(ev.message_id.as_str()));
+    assert!(!gw.log().contains(SECRET));
+}
+
+#[test]
+fn an_untrusted_certificate_is_reported_and_nothing_is_sent() {
+    let redis = RedisServer::start();
+    let sim = tls_sim();
+    let mut con = redis.con();
+    put_channel(&mut con, "ch_tls", &channel("ch_tls", APP, SECRET));
+    // No SSL_CERT_FILE: the system's CAs do not know the simulator's.
+    let gw = start_gateway(&redis.url(), &sim, "gw-tls", &[]);
+    assert!(
+        wait_for(SECS(15), || status(&mut con, "ch_tls")
+            .is_some_and(|s| s["last_error"]["message"].as_str().is_some_and(|m| !m.is_empty()))),
+        "{}",
+        gw.log()
+    );
+    let st = status(&mut con, "ch_tls").unwrap();
+    assert_eq!(st["state"], "error", "{st}");
+    assert_eq!(st["last_error"]["code"], "tls_untrusted", "{st}");
+    let msg = st["last_error"]["message"].as_str().unwrap();
+    assert!(msg.contains("not trusted") && msg.contains("SSL_CERT_FILE"), "{msg}");
+    assert!(gw.log().contains("SSL_CERT_FILE"), "the operator reads it in the journal");
+    assert_eq!(sim.endpoint_calls(APP), 0, "the App Secret never reached an untrusted server");
+    assert_eq!(sim.connections(APP), 0);
+    assert!(!gw.log().contains(SECRET));
+
+    // `check` says the same, with the fix.
+    let out = output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_asktable-feishu-gateway"))
+            .arg("check")
+            .env_clear()
+            .env("REDIS_URL", redis.url())
+            .env("FEISHU_BASE_URL", sim.base_url()),
+        SECS(30),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("not trusted") && text.contains("SSL_CERT_FILE=/path/to/ca-bundle.pem"),
+        "{text}"
+    );
+}
