@@ -18,7 +18,11 @@ struct Setup {
 }
 
 fn setup_with(env: &[(&str, &str)]) -> Setup {
-    let redis = RedisServer::start();
+    setup_on(RedisServer::start(), env)
+}
+
+/// The usual setup on a given Redis (e.g. one that survives restarts).
+fn setup_on(redis: RedisServer, env: &[(&str, &str)]) -> Setup {
     let sim = sim();
     sim.add_app(APP, SECRET);
     let mut con = redis.con();
@@ -480,26 +484,20 @@ fn replies_to_one_chat_respect_feishus_five_per_second() {
 
 #[test]
 fn redis_restart_loses_no_answer() {
-    let mut redis = RedisServer::start_persistent();
-    let sim = sim();
-    sim.add_app(APP, SECRET);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_1", &channel("ch_1", APP, SECRET));
-    let gw = start_gateway(&redis.url(), &sim, "gw-out", &[("TYPING_REACTION", "")]);
-    assert!(sim.wait_connections(APP, 1, SECS(10)));
-    push_outbound(&mut con, &answer("before", "ch_1", "om_1", "oc_1", "before").to_string());
-    assert!(sim.wait_messages(1, SECS(10)));
-    redis.restart();
-    let mut con = redis.con();
+    let mut s = setup_on(RedisServer::start_persistent(), &[]);
+    push_outbound(&mut s.con, &answer("before", "ch_1", "om_1", "oc_1", "before").to_string());
+    assert!(s.sim.wait_messages(1, SECS(10)));
+    s.redis.restart();
+    let mut con = s.redis.con();
     push_outbound(&mut con, &answer("after", "ch_1", "om_2", "oc_2", "after").to_string());
-    assert!(sim.wait_messages(2, SECS(15)), "{}", gw.log());
-    redis.stop();
+    assert!(s.sim.wait_messages(2, SECS(15)), "{}", s.gw.log());
+    s.redis.stop();
     std::thread::sleep(SECS(2));
-    redis.restart();
-    let mut con = redis.con();
+    s.redis.restart();
+    let mut con = s.redis.con();
     push_outbound(&mut con, &answer("later", "ch_1", "om_3", "oc_3", "later").to_string());
-    assert!(sim.wait_messages(3, SECS(15)), "{}", gw.log());
-    let texts: Vec<String> = sim.messages().iter().map(|m| m.text()).collect();
+    assert!(s.sim.wait_messages(3, SECS(15)), "{}", s.gw.log());
+    let texts: Vec<String> = s.sim.messages().iter().map(|m| m.text()).collect();
     assert_eq!(texts, ["before", "after", "later"]);
 }
 
@@ -509,28 +507,22 @@ fn redis_restart_loses_no_answer() {
 /// the answer was not shown.
 #[test]
 fn an_item_moved_while_redis_restarted_is_still_delivered() {
-    let mut redis = RedisServer::start_persistent();
-    let sim = sim();
-    sim.add_app(APP, SECRET);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_1", &channel("ch_1", APP, SECRET));
-    let gw = start_gateway(&redis.url(), &sim, "gw-out", &[("TYPING_REACTION", "")]);
-    assert!(sim.wait_connections(APP, 1, SECS(10)));
-    push_outbound(&mut con, &answer("first", "ch_1", "om_1", "oc_1", "first").to_string());
-    assert!(sim.wait_messages(1, SECS(10)));
+    let mut s = setup_on(RedisServer::start_persistent(), &[]);
+    push_outbound(&mut s.con, &answer("first", "ch_1", "om_1", "oc_1", "first").to_string());
+    assert!(s.sim.wait_messages(1, SECS(10)));
     // The state a lost BLMOVE reply leaves: the item in the processing
     // list, no worker holding it.
     let lost = answer("lost", "ch_1", "om_2", "oc_2", "moved, reply lost").to_string();
     redis::cmd("LPUSH")
         .arg("at:channel:outbound:feishu:processing:gw-out")
         .arg(&lost)
-        .query::<()>(&mut con)
+        .query::<()>(&mut s.con)
         .unwrap();
-    redis.restart();
-    assert!(sim.wait_messages(2, SECS(15)), "{}", gw.log());
-    assert_eq!(sim.messages()[1].text(), "moved, reply lost");
-    assert!(gw.log().contains("had not reached a worker"), "{}", gw.log());
-    let mut con = redis.con();
+    s.redis.restart();
+    assert!(s.sim.wait_messages(2, SECS(15)), "{}", s.gw.log());
+    assert_eq!(s.sim.messages()[1].text(), "moved, reply lost");
+    assert!(s.gw.log().contains("had not reached a worker"), "{}", s.gw.log());
+    let mut con = s.redis.con();
     assert!(
         wait_for(SECS(5), || llen(&mut con, "at:channel:outbound:feishu:processing:gw-out") == 0)
     );
