@@ -24,9 +24,15 @@ fn indent(s: &str) -> String {
     s.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")
 }
 
+/// `make demo` uses the gateway built next to it. CI also runs it with
+/// `DEMO_GATEWAY=target/static/asktable-feishu-gateway DEMO_TLS=1`: the
+/// shipped binary, over https:// and wss:// with the simulator's private CA.
 fn main() -> ExitCode {
     let gateway =
-        std::env::current_exe().expect("current exe").with_file_name("asktable-feishu-gateway");
+        std::env::var_os("DEMO_GATEWAY").map(std::path::PathBuf::from).unwrap_or_else(|| {
+            std::env::current_exe().expect("current exe").with_file_name("asktable-feishu-gateway")
+        });
+    let tls = std::env::var_os("DEMO_TLS").is_some_and(|v| v == "1");
     if !gateway.exists() {
         eprintln!(
             "demo: {} not found; run `make demo` (it builds everything first)",
@@ -38,7 +44,10 @@ fn main() -> ExitCode {
 
     step(1, "Starting a private redis-server, the Feishu simulator (one bot app) and the gateway…");
     let redis = RedisServer::start();
-    let sim = Sim::start(SimOptions { ping_interval: 5, ..SimOptions::default() });
+    let sim = Sim::start(SimOptions { ping_interval: 5, tls, ..SimOptions::default() });
+    let ca_dir = tempfile::tempdir().expect("temp dir");
+    let ca = ca_dir.path().join("sim-ca.pem");
+    std::fs::write(&ca, sim.ca_pem().unwrap_or_default()).expect("write CA");
     sim.add_app(APP, SECRET);
     let mut con = redis.con();
     let mut cfg = channel("ch_demo", APP, SECRET);
@@ -49,7 +58,11 @@ fn main() -> ExitCode {
     println!(
         "      channel config HSET at:channel:config:feishu ch_demo {{\"app_id\": \"{APP}\", \"app_secret\": \"***\", …}}"
     );
-    let gw = Gateway::start(&gateway, &redis.url(), &sim, "gw-demo", &[("RUST_LOG", "info")]);
+    let mut env = vec![("RUST_LOG", "info")];
+    if tls {
+        env.push(("SSL_CERT_FILE", ca.to_str().expect("UTF-8 temp path")));
+    }
+    let gw = Gateway::start(&gateway, &redis.url(), &sim, "gw-demo", &env);
     if !sim.wait_connections(APP, 1, Duration::from_secs(15))
         || !wait_for(Duration::from_secs(10), || {
             state(&mut con, "ch_demo").as_deref() == Some("connected")
