@@ -209,6 +209,14 @@ const FINAL_CLAIM: &str = "final-claim";
 const FINAL: &str = "final:";
 /// Seconds a creation claim lasts if its holder dies.
 const CLAIM_TTL: u64 = 60;
+/// Seconds a progress card's claim is kept after creating the card failed.
+const FAILED_CLAIM_TTL: u64 = 3;
+/// How long a progress item is retried: less than CLAIM_TTL, so that its
+/// claim is still held when it records the card (a preview that late is
+/// not worth more).
+const PROGRESS_RETRY: Duration = Duration::from_secs(20);
+/// How long a final answer waits for Redis to tell the reply's state.
+const REDIS_WAIT: Duration = Duration::from_secs(10);
 
 /// What `at:channel:reply:feishu:<in_reply_to>` says.
 enum Reply {
@@ -494,6 +502,13 @@ impl Worker {
         self.in_flight.release(&job.raw);
     }
 
+    /// Leaves an item in the processing list for later (the pop thread's
+    /// sweep hands it out again once Redis answers).
+    fn postpone(&mut self, job: &Job, reason: &str) {
+        log::warn!("outbound: item {} postponed: {reason}", job.item.id);
+        self.in_flight.release(&job.raw);
+    }
+
     fn handle(&mut self, job: Job) {
         let key = job.item.in_reply_to.clone();
         // A newer item for the same reply supersedes a held progress item.
@@ -580,12 +595,14 @@ impl Worker {
                     .send_parts_as(&ch, &job, &[card], &irt, 'p')
                     .map(|ids| ids.into_iter().next());
                 // Only over our own claim: a final answer may have taken over.
+                // After a failure Feishu may still have made the card (an
+                // answer lost on the way back): the claim is kept a few
+                // seconds, so the final answer looks for it by its uuid.
                 let key = contract::reply_key(&irt);
-                let value = match &sent {
-                    Ok(Some(id)) => id.as_str(),
-                    _ => "",
+                let _ = match &sent {
+                    Ok(Some(id)) => self.store.replace_if(&key, PENDING, id, contract::REPLY_TTL),
+                    _ => self.store.replace_if(&key, PENDING, PENDING, FAILED_CLAIM_TTL),
                 };
-                let _ = self.store.replace_if(&key, PENDING, value, contract::REPLY_TTL);
                 sent
             }
             // Being created by another worker, or already final: a preview
@@ -622,8 +639,16 @@ impl Worker {
             // A progress card being created (possibly by another replica)
             // is waited for; a dead creator's claim expires after CLAIM_TTL.
             let deadline = Instant::now() + Duration::from_secs(CLAIM_TTL + 5);
+            // Without the reply's state, sending could show a second
+            // message next to a progress card: Redis is waited for.
+            let redis_deadline = Instant::now() + REDIS_WAIT;
             loop {
-                match self.reply_state(irt) {
+                let state = self.reply_state(irt);
+                if state.is_err() && Instant::now() < redis_deadline {
+                    thread::sleep(Duration::from_millis(250));
+                    continue;
+                }
+                match state {
                     Ok(Reply::Card(id) | Reply::Final(id)) => streamed = Some(id),
                     Ok(Reply::Pending) if Instant::now() < deadline => {
                         saw_pending = true;
@@ -633,11 +658,16 @@ impl Worker {
                     // Nothing streamed: this answer creates the reply (late
                     // progress items then see it is final and stand down).
                     // A progress card may have claimed it just now: look again.
-                    Ok(Reply::None)
-                        if !self.claim(irt, FINAL_CLAIM) && Instant::now() < deadline =>
-                    {
-                        continue;
+                    Ok(Reply::None) => {
+                        let key = contract::reply_key(irt);
+                        match self.store.set_nx_ex(&key, FINAL_CLAIM, CLAIM_TTL) {
+                            Ok(false) if Instant::now() < deadline => continue,
+                            Ok(_) => {}
+                            Err(_) if Instant::now() < redis_deadline => continue,
+                            Err(e) => return self.postpone(&job, &describe(&e)),
+                        }
                     }
+                    Err(Undeliverable(reason)) => return self.postpone(&job, &reason),
                     _ => {}
                 }
                 break;
@@ -706,10 +736,14 @@ impl Worker {
     /// caller then completes it like any streamed card.
     fn adopt_progress_card(&mut self, ch: &ChannelRef, job: &Job, irt: &str) -> Option<String> {
         let card = render::cards(&job.item.text, &self.settings.limits).swap_remove(0);
-        if card.msg_type != "interactive" {
-            return None;
-        }
-        let id = self.send_parts_as(ch, job, &[card], irt, 'p').ok()?.into_iter().next()?;
+        let message_id = job.item.message_id.as_deref()?;
+        let dest = Destination::Reply { message_id, in_thread: job.item.reply_in_thread };
+        // No fallbacks here: whatever does not come back as the card is
+        // left to the usual path.
+        let sent = self.call(ch, job, |w| {
+            w.api.send(&ch.creds, dest, card.msg_type, &card.content, &uuid(irt, 'p', 0))
+        });
+        let id = sent.ok()?;
         log::info!("outbound: completing progress card {id} of an interrupted reply to {irt}");
         Some(id)
     }
@@ -832,7 +866,11 @@ impl Worker {
         job: &Job,
         mut f: impl FnMut(&Worker) -> Result<T, crate::feishu::api::ApiError>,
     ) -> Result<T, SendError> {
-        let deadline = job.since + self.settings.retry_window;
+        let window = match job.item.kind {
+            Kind::Progress => self.settings.retry_window.min(PROGRESS_RETRY),
+            Kind::Final => self.settings.retry_window,
+        };
+        let deadline = job.since + window;
         let mut backoff = Duration::from_millis(500);
         loop {
             self.budget.wait(&ch.app_id, job.item.lane_key());

@@ -528,6 +528,48 @@ fn an_item_moved_while_redis_restarted_is_still_delivered() {
     );
 }
 
+/// Found by the 600-second soak: a final answer whose worker could not read
+/// the reply's state (Redis restarting) sent a new reply next to the
+/// progress card it should have completed.
+#[test]
+fn a_final_answer_waits_for_redis_before_choosing_card_or_new_reply() {
+    let mut s = setup_on(RedisServer::start_persistent(), &[]);
+    let q = ask(&mut s, "q");
+    let irt = format!("feishu:{APP}:{}", q.message_id);
+    let key = format!("at:channel:reply:feishu:{irt}");
+    let mut p = answer("p1", "ch_1", &q.message_id, &q.chat_id, "正在查询…");
+    p["kind"] = json!("progress");
+    p["in_reply_to"] = json!(irt);
+    push_outbound(&mut s.con, &p.to_string());
+    assert!(wait_for(SECS(10), || {
+        let v: Option<String> = redis::cmd("GET").arg(&key).query(&mut s.con).unwrap();
+        v.is_some_and(|v| v.starts_with("om_"))
+    }));
+    // Another answer in the same chat holds the lane for 3 s (slow Feishu);
+    // the final answer is taken from Redis and waits behind it.
+    s.sim.inject(Route::Reply, Fault::Delay(SECS(3)));
+    let other = answer("x1", "ch_1", "om_other", &q.chat_id, "another answer");
+    push_outbound(&mut s.con, &other.to_string());
+    assert!(s.sim.wait_messages(2, SECS(10)), "{}", s.gw.log());
+    let mut f = answer("f1", "ch_1", &q.message_id, &q.chat_id, "**结果**：42");
+    f["in_reply_to"] = json!(irt);
+    push_outbound(&mut s.con, &f.to_string());
+    assert!(wait_for(SECS(5), || llen(&mut s.con, "at:channel:outbound:feishu") == 0));
+    // Redis goes away while the final answer waits, and comes back.
+    s.redis.stop();
+    std::thread::sleep(SECS(5));
+    s.redis.restart();
+    assert!(s.gw.wait_log("item f1 delivered", SECS(20)), "{}", s.gw.log());
+    let to_q: Vec<_> = s
+        .sim
+        .messages()
+        .into_iter()
+        .filter(|m| m.reply_to.as_deref() == Some(q.message_id.as_str()))
+        .collect();
+    assert_eq!(to_q.len(), 1, "one message for the question: {to_q:?}");
+    assert_eq!(to_q[0].text(), "**结果**：42", "the progress card was completed");
+}
+
 #[test]
 fn thread_replies_and_the_retry_window() {
     let mut s = setup_with(&[("OUTBOUND_RETRY_WINDOW", "2")]);
