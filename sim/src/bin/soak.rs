@@ -121,6 +121,7 @@ fn main() -> ExitCode {
             (stop.clone(), stored.clone(), malformed.clone(), url.clone());
         thread::spawn(move || {
             let mut con: Option<redis::Connection> = None;
+            let mut counted: HashSet<String> = HashSet::new();
             while !stop.load(Ordering::SeqCst) {
                 let c = match con.as_mut() {
                     Some(c) => c,
@@ -138,8 +139,8 @@ fn main() -> ExitCode {
                 // lost (Redis restarted mid-call) is handled again.
                 let leftover: Option<String> =
                     redis::cmd("LINDEX").arg(RESPONDER_PROCESSING).arg(-1).query(c).ok().flatten();
-                let (item, again) = match leftover {
-                    Some(item) => (item, true),
+                let item = match leftover {
+                    Some(item) => item,
                     None => {
                         let moved: redis::RedisResult<Option<String>> = redis::cmd("BLMOVE")
                             .arg("at:channel:inbound")
@@ -149,7 +150,7 @@ fn main() -> ExitCode {
                             .arg(1)
                             .query(c);
                         match moved {
-                            Ok(Some(item)) => (item, false),
+                            Ok(Some(item)) => item,
                             Ok(None) => continue,
                             Err(_) => {
                                 con = None;
@@ -161,7 +162,10 @@ fn main() -> ExitCode {
                 let v: serde_json::Value =
                     serde_json::from_str(&item).expect("inbound item is JSON");
                 let mid = v["message"]["message_id"].as_str().unwrap_or_default().to_owned();
-                if !again {
+                // Counted once per stored item, whichever way it was taken
+                // (a leftover may be one whose BLMOVE reply was lost); the
+                // gateway storing a message twice shows as two items.
+                if counted.insert(item.clone()) {
                     *stored.lock().unwrap().entry(mid.clone()).or_default() += 1;
                 }
                 let (ch, chat, id) = (
