@@ -50,6 +50,14 @@ fn processing_empty(s: &mut Setup) -> bool {
     llen(&mut s.con, "at:channel:outbound:feishu:processing:gw-out") == 0
 }
 
+/// An item of the streamed reply to question `q` (`kind`: progress or final).
+fn reply_item(q: &MessageEvent, id: &str, kind: &str, text: &str) -> String {
+    let mut a = answer(id, "ch_1", &q.message_id, &q.chat_id, text);
+    a["kind"] = json!(kind);
+    a["in_reply_to"] = json!(format!("feishu:{APP}:{}", q.message_id));
+    a.to_string()
+}
+
 #[test]
 fn plain_and_formatted_answers_reply_to_the_question() {
     let mut s = setup();
@@ -238,12 +246,7 @@ fn progress_items_stream_into_one_card() {
     let mut s = setup();
     let q = ask(&mut s, "q");
     let irt = format!("feishu:{APP}:{}", q.message_id);
-    let item = |id: &str, kind: &str, text: &str| {
-        let mut a = answer(id, "ch_1", &q.message_id, &q.chat_id, text);
-        a["kind"] = json!(kind);
-        a["in_reply_to"] = json!(irt);
-        a.to_string()
-    };
+    let item = |id: &str, kind: &str, text: &str| reply_item(&q, id, kind, text);
     push_outbound(&mut s.con, &item("p1", "progress", "正在查询…"));
     assert!(s.sim.wait_messages(1, SECS(10)), "{}", s.gw.log());
     for i in 2..=6 {
@@ -273,16 +276,10 @@ fn progress_items_stream_into_one_card() {
 fn failed_card_update_sends_the_final_answer_as_a_new_reply() {
     let mut s = setup();
     let q = ask(&mut s, "q");
-    let irt = format!("feishu:{APP}:{}", q.message_id);
-    let mut p = answer("p1", "ch_1", &q.message_id, &q.chat_id, "working");
-    p["kind"] = json!("progress");
-    p["in_reply_to"] = json!(irt);
-    push_outbound(&mut s.con, &p.to_string());
+    push_outbound(&mut s.con, &reply_item(&q, "p1", "progress", "working"));
     assert!(s.sim.wait_messages(1, SECS(10)));
     s.sim.inject(Route::Update, Fault::code(400, 230031, "card update not allowed"));
-    let mut f = answer("f1", "ch_1", &q.message_id, &q.chat_id, "final text");
-    f["in_reply_to"] = json!(irt);
-    push_outbound(&mut s.con, &f.to_string());
+    push_outbound(&mut s.con, &reply_item(&q, "f1", "final", "final text"));
     assert!(s.sim.wait_messages(2, SECS(10)), "{}", s.gw.log());
     assert_eq!(s.sim.messages()[1].text(), "final text");
 }
@@ -295,12 +292,9 @@ fn killed_between_progress_card_and_its_id_then_final_completes_that_card() {
     let mut s = setup();
     let q = ask(&mut s, "q");
     let irt = format!("feishu:{APP}:{}", q.message_id);
-    let mut p = answer("p1", "ch_1", &q.message_id, &q.chat_id, "正在查询…");
-    p["kind"] = json!("progress");
-    p["in_reply_to"] = json!(irt);
     // Feishu creates the card but answers slowly; the gateway dies meanwhile.
     s.sim.inject(Route::Reply, Fault::Delay(SECS(3)));
-    push_outbound(&mut s.con, &p.to_string());
+    push_outbound(&mut s.con, &reply_item(&q, "p1", "progress", "正在查询…"));
     assert!(s.sim.wait_messages(1, SECS(10)), "{}", s.gw.log());
     s.gw.kill9();
     let key = format!("at:channel:reply:feishu:{irt}");
@@ -313,9 +307,7 @@ fn killed_between_progress_card_and_its_id_then_final_completes_that_card() {
     assert!(wait_for(SECS(10), || processing_empty(&mut s)), "{}", gw2.log());
     // The dead creator's claim runs out (shortened here from a minute).
     redis::cmd("EXPIRE").arg(&key).arg(1).query::<()>(&mut s.con).unwrap();
-    let mut f = answer("f1", "ch_1", &q.message_id, &q.chat_id, "**结果**：42");
-    f["in_reply_to"] = json!(irt);
-    push_outbound(&mut s.con, &f.to_string());
+    push_outbound(&mut s.con, &reply_item(&q, "f1", "final", "**结果**：42"));
     assert!(gw2.wait_log("item f1 delivered", SECS(15)), "{}", gw2.log());
     let msgs = s.sim.messages();
     assert_eq!(msgs.len(), 1, "the progress card became the answer: {msgs:?}");
@@ -537,10 +529,7 @@ fn a_final_answer_waits_for_redis_before_choosing_card_or_new_reply() {
     let q = ask(&mut s, "q");
     let irt = format!("feishu:{APP}:{}", q.message_id);
     let key = format!("at:channel:reply:feishu:{irt}");
-    let mut p = answer("p1", "ch_1", &q.message_id, &q.chat_id, "正在查询…");
-    p["kind"] = json!("progress");
-    p["in_reply_to"] = json!(irt);
-    push_outbound(&mut s.con, &p.to_string());
+    push_outbound(&mut s.con, &reply_item(&q, "p1", "progress", "正在查询…"));
     assert!(wait_for(SECS(10), || {
         let v: Option<String> = redis::cmd("GET").arg(&key).query(&mut s.con).unwrap();
         v.is_some_and(|v| v.starts_with("om_"))
@@ -551,9 +540,7 @@ fn a_final_answer_waits_for_redis_before_choosing_card_or_new_reply() {
     let other = answer("x1", "ch_1", "om_other", &q.chat_id, "another answer");
     push_outbound(&mut s.con, &other.to_string());
     assert!(s.sim.wait_messages(2, SECS(10)), "{}", s.gw.log());
-    let mut f = answer("f1", "ch_1", &q.message_id, &q.chat_id, "**结果**：42");
-    f["in_reply_to"] = json!(irt);
-    push_outbound(&mut s.con, &f.to_string());
+    push_outbound(&mut s.con, &reply_item(&q, "f1", "final", "**结果**：42"));
     assert!(wait_for(SECS(5), || llen(&mut s.con, "at:channel:outbound:feishu") == 0));
     // Redis goes away while the final answer waits, and comes back.
     s.redis.stop();
