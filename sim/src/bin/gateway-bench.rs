@@ -422,8 +422,9 @@ fn main() {
          ratios come from one run, side by side. Both subjects store each message with the same\n\
          script and answer with one call per reply; the gateway's typing reaction is off for the\n\
          run. The bridge has none of the gateway's error handling, pacing, rendering or status\n\
-         reporting, so the comparison flatters it. Inbound latencies include up to 200 µs of the\n\
-         simulator's own polling, the same for both.\n"
+         reporting, so the comparison flatters it. Inbound latency runs from the moment the\n\
+         simulator writes the event's frame to the moment the benchmark's `BRPOP` returns the\n\
+         item: three loopback hops (simulator → subject → Redis → benchmark) for both.\n"
     );
     let _ = writeln!(md, "## Side by side\n");
     let _ = writeln!(
