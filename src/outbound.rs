@@ -568,8 +568,8 @@ impl Worker {
     }
 
     /// Claims the right to create the reply's first message (one replica wins).
-    fn claim(&mut self, irt: &str, value: &str) -> bool {
-        self.store.set_nx_ex(&contract::reply_key(irt), value, CLAIM_TTL).unwrap_or(false)
+    fn claim(&mut self, irt: &str, value: &str) -> redis::RedisResult<bool> {
+        self.store.set_nx_ex(&contract::reply_key(irt), value, CLAIM_TTL)
     }
 
     fn set_reply(&mut self, irt: &str, value: &str) {
@@ -590,7 +590,8 @@ impl Worker {
             }),
             // The first card's uuid derives from the reply, not the item, so
             // no retry or later item can create a second card.
-            Ok(Reply::None) if self.claim(&irt, PENDING) => {
+            // Unclaimed (Redis unreachable included): no preview.
+            Ok(Reply::None) if self.claim(&irt, PENDING).unwrap_or(false) => {
                 let sent = self
                     .send_parts_as(&ch, &job, &[card], &irt, 'p')
                     .map(|ids| ids.into_iter().next());
@@ -658,15 +659,12 @@ impl Worker {
                     // Nothing streamed: this answer creates the reply (late
                     // progress items then see it is final and stand down).
                     // A progress card may have claimed it just now: look again.
-                    Ok(Reply::None) => {
-                        let key = contract::reply_key(irt);
-                        match self.store.set_nx_ex(&key, FINAL_CLAIM, CLAIM_TTL) {
-                            Ok(false) if Instant::now() < deadline => continue,
-                            Ok(_) => {}
-                            Err(_) if Instant::now() < redis_deadline => continue,
-                            Err(e) => return self.postpone(&job, &describe(&e)),
-                        }
-                    }
+                    Ok(Reply::None) => match self.claim(irt, FINAL_CLAIM) {
+                        Ok(false) if Instant::now() < deadline => continue,
+                        Ok(_) => {}
+                        Err(_) if Instant::now() < redis_deadline => continue,
+                        Err(e) => return self.postpone(&job, &describe(&e)),
+                    },
                     Err(Undeliverable(reason)) => return self.postpone(&job, &reason),
                     _ => {}
                 }

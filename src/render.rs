@@ -624,17 +624,17 @@ mod tests {
         assert!(t.contains("`````\na     b"), "{t}");
     }
 
+    /// The small limits the fuzz target found bugs with.
+    fn tight() -> Limits {
+        Limits { card_markdown_bytes: 600, card_bytes: 1400, text_bytes: 500, tables_per_card: 2 }
+    }
+
     /// Found by the `render` fuzz target (a timeout): text that JSON escaping
     /// inflates sixfold (control characters) with tight limits looped forever.
     #[test]
     fn fuzz_escaping_heavy_text_terminates() {
         let md = format!("`{}", "\0".repeat(220));
-        let limits = Limits {
-            card_markdown_bytes: 600,
-            card_bytes: 1400,
-            text_bytes: 500,
-            tables_per_card: 2,
-        };
+        let limits = tight();
         let parts = render(&md, &[], &limits);
         assert!(parts.iter().all(|p| p.content.len() <= 1400), "{parts:?}");
         let huge_row = format!("| a |\n|---|\n| {} |", "x".repeat(3000));
@@ -647,12 +647,7 @@ mod tests {
     #[test]
     fn fuzz_huge_info_string_is_shortened() {
         let md = format!("``````{}```\nbody", "\0".repeat(300));
-        let limits = Limits {
-            card_markdown_bytes: 600,
-            card_bytes: 1400,
-            text_bytes: 500,
-            tables_per_card: 2,
-        };
+        let limits = tight();
         for p in render(&md, &[], &limits) {
             assert!(p.content.len() <= 1400);
         }

@@ -47,11 +47,7 @@ fn wrong_secret_is_an_error_while_another_channel_works() {
 
 #[test]
 fn secret_change_announced_by_publish_reconnects() {
-    let redis = RedisServer::start();
-    let sim = sim();
-    sim.add_app(APP_A, SECRET_A);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_1", &channel("ch_1", APP_A, SECRET_A));
+    let (redis, sim, mut con) = world(&[("ch_1", APP_A, SECRET_A)]);
     // No periodic re-read during the test: only the notification can trigger it.
     let gw = start_gateway(&redis.url(), &sim, "gw-1", &[("CONFIG_REFRESH_INTERVAL", "3600")]);
     assert!(sim.wait_connections(APP_A, 1, SECS(10)));
@@ -70,13 +66,7 @@ fn secret_change_announced_by_publish_reconnects() {
 
 #[test]
 fn removed_and_disabled_channels_close_their_connections() {
-    let redis = RedisServer::start();
-    let sim = sim();
-    sim.add_app(APP_A, SECRET_A);
-    sim.add_app(APP_B, SECRET_B);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_a", &channel("ch_a", APP_A, SECRET_A));
-    put_channel(&mut con, "ch_b", &channel("ch_b", APP_B, SECRET_B));
+    let (redis, sim, mut con) = world(&[("ch_a", APP_A, SECRET_A), ("ch_b", APP_B, SECRET_B)]);
     let gw = start_gateway(&redis.url(), &sim, "gw-1", &[("CONFIG_REFRESH_INTERVAL", "3600")]);
     assert!(sim.wait_connections(APP_A, 1, SECS(10)) && sim.wait_connections(APP_B, 1, SECS(10)));
     assert!(wait_for(SECS(5), || state(&mut con, "ch_a").as_deref() == Some("connected")));
@@ -101,11 +91,7 @@ fn removed_and_disabled_channels_close_their_connections() {
 
 #[test]
 fn bad_config_entries_only_affect_their_own_channel() {
-    let redis = RedisServer::start();
-    let sim = sim();
-    sim.add_app(APP_A, SECRET_A);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_1good", &channel("ch_1good", APP_A, SECRET_A));
+    let (redis, sim, mut con) = world(&[("ch_1good", APP_A, SECRET_A)]);
     put_raw_channel(&mut con, "ch_json", "{\"app_id\": \"cli_x\", ");
     put_channel(&mut con, "ch_nosecret", &json!({"app_id": "cli_y"}));
     put_channel(&mut con, "ch_2dup", &channel("ch_2dup", APP_A, SECRET_A));
@@ -224,11 +210,7 @@ fn periodic_refresh_and_sighup_pick_up_unannounced_changes() {
 
 #[test]
 fn two_replicas_share_one_app_without_duplicates() {
-    let redis = RedisServer::start();
-    let sim = sim();
-    sim.add_app(APP_A, SECRET_A);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_1", &channel("ch_1", APP_A, SECRET_A));
+    let (redis, sim, mut con) = world(&[("ch_1", APP_A, SECRET_A)]);
     let gw1 = start_gateway(&redis.url(), &sim, "gw-1", &[]);
     let mut gw2 = start_gateway(&redis.url(), &sim, "gw-2", &[]);
     assert!(sim.wait_connections(APP_A, 2, SECS(10)));
@@ -258,11 +240,7 @@ fn two_replicas_share_one_app_without_duplicates() {
 
 #[test]
 fn sigterm_closes_connections_and_exits_zero() {
-    let redis = RedisServer::start();
-    let sim = sim();
-    sim.add_app(APP_A, SECRET_A);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_1", &channel("ch_1", APP_A, SECRET_A));
+    let (redis, sim, mut con) = world(&[("ch_1", APP_A, SECRET_A)]);
     let mut gw = start_gateway(&redis.url(), &sim, "gw-1", &[]);
     assert!(sim.wait_connections(APP_A, 1, SECS(10)));
     let started = std::time::Instant::now();

@@ -110,11 +110,7 @@ fn a_bad_metrics_address_is_reported() {
 
 #[test]
 fn sigterm_finishes_the_reply_in_flight() {
-    let redis = RedisServer::start();
-    let sim = sim();
-    sim.add_app(APP, SECRET);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_t", &channel("ch_t", APP, SECRET));
+    let (redis, sim, mut con) = world(&[("ch_t", APP, SECRET)]);
     let mut gw = start_gateway(&redis.url(), &sim, "gw-t", &[("TYPING_REACTION", "")]);
     assert!(sim.wait_connections(APP, 1, SECS(10)));
     sim.inject(Route::Reply, Fault::Delay(SECS(2)));

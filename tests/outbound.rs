@@ -23,10 +23,7 @@ fn setup_with(env: &[(&str, &str)]) -> Setup {
 
 /// The usual setup on a given Redis (e.g. one that survives restarts).
 fn setup_on(redis: RedisServer, env: &[(&str, &str)]) -> Setup {
-    let sim = sim();
-    sim.add_app(APP, SECRET);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_1", &channel("ch_1", APP, SECRET));
+    let (redis, sim, con) = world_on(redis, &[("ch_1", APP, SECRET)]);
     let mut all = vec![("TYPING_REACTION", "")];
     all.extend_from_slice(env);
     let gw = start_gateway(&redis.url(), &sim, "gw-out", &all);
@@ -352,11 +349,7 @@ fn long_answer_is_split_under_the_limits() {
 
 #[test]
 fn typing_reaction_is_added_then_removed() {
-    let redis = RedisServer::start();
-    let sim = sim();
-    sim.add_app(APP, SECRET);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_1", &channel("ch_1", APP, SECRET));
+    let (redis, sim, mut con) = world(&[("ch_1", APP, SECRET)]);
     let gw = start_gateway(&redis.url(), &sim, "gw-out", &[]);
     assert!(sim.wait_connections(APP, 1, SECS(10)));
     let q = MessageEvent::text(APP, "q");
@@ -395,11 +388,7 @@ fn non_text_message_gets_the_hint_once() {
 
 #[test]
 fn two_instances_deliver_every_reply_once() {
-    let redis = RedisServer::start();
-    let sim = sim();
-    sim.add_app(APP, SECRET);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_1", &channel("ch_1", APP, SECRET));
+    let (redis, sim, mut con) = world(&[("ch_1", APP, SECRET)]);
     let env = [("TYPING_REACTION", "")];
     let gw1 = start_gateway(&redis.url(), &sim, "gw-a", &env);
     let gw2 = start_gateway(&redis.url(), &sim, "gw-b", &env);
@@ -433,11 +422,7 @@ fn two_instances_deliver_every_reply_once() {
 
 #[test]
 fn a_dead_instances_unfinished_items_are_recovered() {
-    let redis = RedisServer::start();
-    let sim = sim();
-    sim.add_app(APP, SECRET);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_1", &channel("ch_1", APP, SECRET));
+    let (redis, sim, mut con) = world(&[("ch_1", APP, SECRET)]);
     // Instance "ghost" took an item and died (no heartbeat).
     let item = answer("g1", "ch_1", "om_g", "oc_g", "recovered").to_string();
     redis::cmd("LPUSH")

@@ -31,7 +31,7 @@ fn runner(
         panic!("injected failure");
     }
     report(Update::Connected);
-    let _ = stop.recv();
+    let _ = stop.recv_timeout(std::time::Duration::from_secs(60));
 }
 
 #[test]

@@ -36,6 +36,27 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// A numeric field of `/proc/<pid>/status` (0 when unreadable).
+fn proc_status(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    proc_status(pid, "VmRSS:")
+}
+
+/// How many threads a process has.
+pub fn threads(pid: u32) -> u64 {
+    proc_status(pid, "Threads:")
+}
+
 /// A redis-server of this test's own, on a free port, in a temp dir.
 pub struct RedisServer {
     child: Option<Child>,

@@ -16,3 +16,24 @@ pub fn start_gateway(
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_asktable-feishu-gateway"));
     Gateway::start(bin, redis_url, sim, instance, extra)
 }
+
+/// A private Redis and the simulator with one channel per
+/// `(channel_id, app_id, secret)`: the app registered in the simulator, its
+/// config in Redis.
+pub fn world(channels: &[(&str, &str, &str)]) -> (RedisServer, Sim, redis::Connection) {
+    world_on(RedisServer::start(), channels)
+}
+
+/// [`world`] on a given Redis (e.g. one that survives restarts).
+pub fn world_on(
+    redis: RedisServer,
+    channels: &[(&str, &str, &str)],
+) -> (RedisServer, Sim, redis::Connection) {
+    let sim = sim();
+    let mut con = redis.con();
+    for (id, app, secret) in channels {
+        sim.add_app(app, secret);
+        put_channel(&mut con, id, &channel(id, app, secret));
+    }
+    (redis, sim, con)
+}

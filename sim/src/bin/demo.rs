@@ -47,7 +47,9 @@ fn main() -> ExitCode {
     let sim = Sim::start(SimOptions { ping_interval: 5, tls, ..SimOptions::default() });
     let ca_dir = tempfile::tempdir().expect("temp dir");
     let ca = ca_dir.path().join("sim-ca.pem");
-    std::fs::write(&ca, sim.ca_pem().unwrap_or_default()).expect("write CA");
+    if let Some(pem) = sim.ca_pem() {
+        std::fs::write(&ca, pem).expect("write CA");
+    }
     sim.add_app(APP, SECRET);
     let mut con = redis.con();
     let mut cfg = channel("ch_demo", APP, SECRET);

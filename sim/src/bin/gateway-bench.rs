@@ -9,7 +9,7 @@
 
 use feishu_sim::events::MessageEvent;
 use feishu_sim::harness::{
-    Gateway, RedisServer, answer, channel, push_outbound, put_channel, wait_for,
+    Gateway, RedisServer, answer, channel, push_outbound, put_channel, rss_kib, threads, wait_for,
 };
 use feishu_sim::{Sim, SimOptions};
 use std::fmt::Write as _;
@@ -115,24 +115,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
-}
-
-fn proc_status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    proc_status(pid, "VmRSS:")
-}
-
-fn threads(pid: u32) -> u64 {
-    proc_status(pid, "Threads:")
 }
 
 /// User + system CPU time of a process so far.

@@ -7,7 +7,8 @@
 
 use feishu_sim::events::MessageEvent;
 use feishu_sim::harness::{
-    Gateway, RedisServer, answer, channel, dead_letters, llen, put_channel, wait_for,
+    Gateway, RedisServer, answer, channel, dead_letters, llen, put_channel, rss_kib, threads,
+    wait_for,
 };
 use feishu_sim::{Fault, Route, Sim, SimOptions, rand_u64};
 use std::collections::{HashMap, HashSet};
@@ -36,16 +37,6 @@ fn app(i: usize) -> String {
 
 fn pick(n: usize) -> usize {
     (rand_u64() % n as u64) as usize
-}
-
-fn status_of(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 struct Replica {
@@ -272,8 +263,8 @@ fn main() -> ExitCode {
         *faults.entry(fault).or_default() += 1;
         for r in &replicas {
             if let Some(gw) = &r.gw {
-                max_threads = max_threads.max(status_of(gw.pid(), "Threads:"));
-                max_rss_kib = max_rss_kib.max(status_of(gw.pid(), "VmRSS:"));
+                max_threads = max_threads.max(threads(gw.pid()));
+                max_rss_kib = max_rss_kib.max(rss_kib(gw.pid()));
             }
         }
     }
