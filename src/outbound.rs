@@ -886,6 +886,7 @@ impl Worker {
                             self.settings.retry_window.as_secs()
                         )));
                     }
+                    metrics::inc("feishu_gateway_outbound_retries_total", &[]);
                     log::info!(
                         "outbound: item {} retrying in {:.1}s: {e}",
                         job.item.id,

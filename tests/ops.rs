@@ -27,11 +27,7 @@ fn metric(body: &str, series: &str) -> Option<f64> {
 
 #[test]
 fn metrics_move_with_traffic_and_health_follows_redis() {
-    let mut redis = RedisServer::start();
-    let sim = sim();
-    sim.add_app(APP, SECRET);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_m", &channel("ch_m", APP, SECRET));
+    let (mut redis, sim, mut con) = world(&[("ch_m", APP, SECRET)]);
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let gw = start_gateway(&redis.url(), &sim, "gw-m", &[("METRICS_ADDR", &addr)]);
@@ -53,6 +49,8 @@ fn metrics_move_with_traffic_and_health_follows_redis() {
         &MessageEvent::of_type(APP, "image", serde_json::json!({"image_key": "i"})).json(),
     );
     assert!(sim.wait_acked(img, SECS(5)));
+    // Feishu fails the first reply once: one retry.
+    sim.inject(Route::Reply, Fault::server_error());
     push_outbound(&mut con, &answer("m1", "ch_m", &q.message_id, &q.chat_id, "a").to_string());
     assert!(sim.wait_messages(2, SECS(10)));
     let body = get(port, "/metrics").1;
@@ -76,6 +74,10 @@ fn metrics_move_with_traffic_and_health_follows_redis() {
         "{body}"
     );
     assert!(metric(&body, "feishu_gateway_token_refreshes_total").is_some_and(|n| n >= 1.0));
+    assert!(wait_for(SECS(5), || metric(
+        &get(port, "/metrics").1,
+        "feishu_gateway_outbound_retries_total"
+    ) == Some(1.0)));
     assert!(wait_for(SECS(8), || metric(
         &get(port, "/metrics").1,
         "feishu_gateway_queue_length{queue=\"inbound\"}"
