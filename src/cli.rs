@@ -301,7 +301,7 @@ fn put(st: &mut Store, args: &[String]) -> Result<ExitCode, ExitCode> {
         group_policy: opt.get("--group-policy").copied().unwrap_or("mention"),
         enabled,
     };
-    let json = contract::channel_config_json(&new, crate::feishu::conn::now_ms());
+    let json = contract::channel_config_json(&new, crate::clock::now_ms());
     if let Err(e) = contract::parse_channel_config(id, json.as_bytes()) {
         return Err(fail(format!("channel put: {e}")));
     }

@@ -5,6 +5,7 @@
 pub mod bridge;
 pub mod channel;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod feishu;
 pub mod logging;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::feishu::conn::now_ms;
+use crate::clock::now_ms;
 
 struct Registry {
     counters: Mutex<BTreeMap<(&'static str, String), u64>>,

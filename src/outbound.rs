@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use crate::bridge::contract::{self, Kind, Outbound as Item};
 use crate::bridge::store::{Store, describe};
+use crate::clock::{Backoff, now_ms};
 use crate::feishu::api::{Api, AppCreds, Destination, Failure};
-use crate::feishu::conn::now_ms;
 use crate::metrics;
 use crate::render::{self, Limits, Part};
 
@@ -277,7 +277,7 @@ impl Pop {
     fn run(mut self, stop: Receiver<()>) {
         let processing = contract::processing_key(&self.settings.instance_id);
         let mut next_recovery = Instant::now();
-        let mut wait = Duration::from_millis(250);
+        let mut wait = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
         loop {
             if !matches!(stop.try_recv(), Err(TryRecvError::Empty)) {
                 return; // dropping the lanes lets the workers finish and exit
@@ -290,25 +290,26 @@ impl Pop {
             }
             // Nothing new is taken before the previous run's leftovers are back.
             if !self.own_recovered {
-                if !matches!(stop.recv_timeout(wait), Err(RecvTimeoutError::Timeout)) {
+                if !matches!(stop.recv_timeout(wait.next_delay()), Err(RecvTimeoutError::Timeout)) {
                     return;
                 }
-                wait = (wait * 2).min(Duration::from_secs(5));
                 continue;
             }
             match self.store.blmove(contract::OUTBOUND, &processing, Duration::from_secs(1)) {
                 Ok(Some(raw)) => {
                     self.note(Ok(()));
-                    wait = Duration::from_millis(250);
+                    wait.reset();
                     self.dispatch(raw, &processing);
                 }
                 Ok(None) => self.note(Ok(())),
                 Err(e) => {
                     self.note(Err(describe(&e)));
-                    if !matches!(stop.recv_timeout(wait), Err(RecvTimeoutError::Timeout)) {
+                    if !matches!(
+                        stop.recv_timeout(wait.next_delay()),
+                        Err(RecvTimeoutError::Timeout)
+                    ) {
                         return;
                     }
-                    wait = (wait * 2).min(Duration::from_secs(5));
                 }
             }
         }
@@ -869,7 +870,7 @@ impl Worker {
             Kind::Final => self.settings.retry_window,
         };
         let deadline = job.since + window;
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         loop {
             self.budget.wait(&ch.app_id, job.item.lane_key());
             let e = match f(self) {
@@ -879,7 +880,7 @@ impl Worker {
             metrics::inc("feishu_gateway_feishu_errors_total", &[("code", &e.code().to_string())]);
             match e.failure() {
                 Failure::Transient(wait) => {
-                    let wait = wait.unwrap_or(backoff).min(Duration::from_secs(60));
+                    let wait = wait.unwrap_or(backoff.current()).min(Duration::from_secs(60));
                     if Instant::now() + wait >= deadline {
                         return Err(SendError::GaveUp(format!(
                             "still failing after the retry window of {}s: {e}",
@@ -893,7 +894,7 @@ impl Worker {
                         wait.as_secs_f64()
                     );
                     thread::sleep(wait);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff.next_delay();
                 }
                 other => return Err(SendError::Fail(other, e.to_string())),
             }

@@ -17,11 +17,10 @@ use crate::bridge::contract::{self, State};
 use crate::bridge::store::{InboundWriter, Store, describe};
 use crate::bridge::watch::{self, WatchEvent};
 use crate::channel::ChannelConfig;
+use crate::clock::{Backoff, now_ms};
 use crate::config::Config;
 use crate::feishu::api::{Api, AppCreds};
-use crate::feishu::conn::{
-    self, InboundStore, LastError, Session, Transport, Tuning, Update, now_ms,
-};
+use crate::feishu::conn::{self, InboundStore, LastError, Session, Transport, Tuning, Update};
 use crate::feishu::http::Http;
 use crate::metrics;
 use crate::outbound::{ChannelRef, Channels, Outbound, Settings as OutboundSettings, TypingJob};
@@ -101,7 +100,7 @@ pub struct Supervisor {
     redis_ok: Option<bool>,
     started_at: u64,
     next_reload: Instant,
-    reload_failures: u32,
+    reload_backoff: Backoff,
     next_status: Instant,
     next_heartbeat: Instant,
     next_queue_sample: Instant,
@@ -133,7 +132,7 @@ impl Supervisor {
             redis_ok: None,
             started_at: now_ms(),
             next_reload: now,
-            reload_failures: 0,
+            reload_backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(32)),
             next_status: now,
             next_heartbeat: now,
             next_queue_sample: now,
@@ -318,7 +317,7 @@ impl Supervisor {
         match self.store.read_configs() {
             Ok(entries) => {
                 self.note_redis(Ok(()));
-                self.reload_failures = 0;
+                self.reload_backoff.reset();
                 self.next_reload = now + self.cfg.config_refresh;
                 self.reconcile(entries);
                 if !self.ready {
@@ -329,9 +328,8 @@ impl Supervisor {
             }
             Err(e) => {
                 self.note_redis(Err(e));
-                let backoff = Duration::from_millis(500) * (1u32 << self.reload_failures.min(6));
-                self.reload_failures += 1;
-                self.next_reload = now + backoff.min(self.cfg.config_refresh);
+                self.next_reload =
+                    now + self.reload_backoff.next_delay().min(self.cfg.config_refresh);
             }
         }
     }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use super::contract;
 use crate::channel::Routing;
+use crate::clock::now_ms;
 use crate::feishu::api::AppCreds;
-use crate::feishu::conn::{InboundStore, now_ms};
+use crate::feishu::conn::InboundStore;
 use crate::feishu::event::{Message, NonText};
 use crate::outbound::TypingJob;
 use crossbeam_channel::Sender;

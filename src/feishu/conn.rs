@@ -10,12 +10,10 @@
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use serde_json::Value;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{HandshakeError, Message as WsMessage, WebSocket};
@@ -26,6 +24,7 @@ use super::event::{self, Outcome};
 use super::frame::{Frame, METHOD_CONTROL, METHOD_DATA};
 use super::reassembly::{Limits, Reassembler};
 use crate::channel::{Routing, Secret};
+use crate::clock::{Backoff, jitter, now_ms};
 use crate::metrics;
 
 type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
@@ -133,23 +132,6 @@ pub enum Transport {
     AllowPlain,
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A random number from the standard library's per-process random keys.
-fn random_u64() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    h.finish()
-}
-
-/// `d` scaled by a random factor in [0.5, 1.0].
-fn jitter(d: Duration) -> Duration {
-    d.mul_f64(0.5 + (random_u64() % 1000) as f64 / 2000.0)
-}
-
 /// Why a connected session ended.
 enum End {
     Stopped,
@@ -165,7 +147,7 @@ pub fn run(
     report: &dyn Fn(Update),
 ) {
     let tag = format!("[{} {}]", session.channel_id, session.creds.app_id);
-    let mut failures: u32 = 0;
+    let mut backoff = Backoff::new(session.tuning.backoff_min, session.tuning.backoff_max);
     let mut bot_open_id: Option<String> = None;
     report(Update::Connecting);
     loop {
@@ -197,32 +179,28 @@ pub fn run(
                     }
                 }
                 if started.elapsed() >= Duration::from_secs(10) {
-                    failures = 0;
+                    backoff.reset();
                 }
-                jitter(backoff(session.tuning, failures))
+                jitter(backoff.next_delay())
             }
             Err(e) if e.needs_operator() => {
                 log::error!("{tag} {e}; retrying in {}s", session.tuning.operator_retry.as_secs());
                 report(Update::Error(LastError::from(&e)));
+                backoff.next_delay();
                 session.tuning.operator_retry
             }
             Err(e) => {
-                let delay = jitter(backoff(session.tuning, failures));
+                let delay = jitter(backoff.next_delay());
                 log::warn!("{tag} cannot connect: {e}; retrying in {:.1}s", delay.as_secs_f64());
                 report(Update::Disconnected(LastError::from(&e)));
                 delay
             }
         };
-        failures = failures.saturating_add(1);
         match stop.recv_timeout(delay) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
     }
-}
-
-fn backoff(t: Tuning, failures: u32) -> Duration {
-    t.backoff_min.saturating_mul(1u32 << failures.min(16)).min(t.backoff_max)
 }
 
 fn stopped(stop: &Receiver<()>) -> bool {
@@ -671,16 +649,13 @@ impl Conn<'_> {
     /// Stores with retries inside Feishu's 3 s ack budget.
     fn store(&mut self, messages: &[&event::Message]) -> Result<Vec<bool>, String> {
         let deadline = Instant::now() + self.session.tuning.store_budget;
-        let mut wait = Duration::from_millis(50);
+        let mut wait = Backoff::new(Duration::from_millis(50), Duration::from_millis(400));
         let routing = self.session.routing.read().expect("routing lock").clone();
         loop {
             match self.store.store(messages, &routing) {
                 Ok(fresh) => return Ok(fresh),
-                Err(e) if Instant::now() + wait >= deadline => return Err(e),
-                Err(_) => {
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_millis(400));
-                }
+                Err(e) if Instant::now() + wait.current() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(wait.next_delay()),
             }
         }
     }
@@ -689,19 +664,6 @@ impl Conn<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap() {
-        let t = Tuning::default();
-        assert_eq!(backoff(t, 0), Duration::from_secs(1));
-        assert_eq!(backoff(t, 3), Duration::from_secs(8));
-        assert_eq!(backoff(t, 6), Duration::from_secs(60));
-        assert_eq!(backoff(t, 40), Duration::from_secs(60));
-        for _ in 0..100 {
-            let j = jitter(Duration::from_secs(10));
-            assert!(j >= Duration::from_secs(5) && j <= Duration::from_secs(10), "{j:?}");
-        }
-    }
 
     #[test]
     fn plain_websocket_needs_the_override() {
