@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod feishu;
+pub mod inbound;
 pub mod logging;
 pub mod metrics;
 pub mod outbound;

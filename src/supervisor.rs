@@ -14,7 +14,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::bridge::contract::{self, State};
-use crate::bridge::store::{InboundWriter, Store, describe};
+use crate::bridge::store::{Store, describe};
 use crate::bridge::watch::{self, WatchEvent};
 use crate::channel::ChannelConfig;
 use crate::clock::{Backoff, now_ms};
@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::feishu::api::{Api, AppCreds};
 use crate::feishu::conn::{self, InboundStore, LastError, Session, Transport, Tuning, Update};
 use crate::feishu::http::Http;
+use crate::inbound::InboundWriter;
 use crate::metrics;
 use crate::outbound::{ChannelRef, Channels, Outbound, Settings as OutboundSettings, TypingJob};
 use crate::render::Limits;

@@ -5,13 +5,6 @@ use redis::{Client, Connection, RedisResult, Script};
 use std::time::Duration;
 
 use super::contract;
-use crate::channel::Routing;
-use crate::clock::now_ms;
-use crate::feishu::api::AppCreds;
-use crate::feishu::conn::InboundStore;
-use crate::feishu::event::{Message, NonText};
-use crate::outbound::TypingJob;
-use crossbeam_channel::Sender;
 
 /// Connect and per-command I/O limits.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -406,60 +399,4 @@ pub struct InboundItem<'a> {
     pub app_id: &'a str,
     pub message_id: &'a str,
     pub json: String,
-}
-
-/// The connection thread's view of Redis: stores inbound items, queues
-/// hint replies, and asks for the typing reaction.
-pub struct InboundWriter {
-    pub store: Store,
-    pub channel_id: String,
-    pub creds: AppCreds,
-    pub dedup_ttl: u64,
-    /// `UNSUPPORTED_MESSAGE_HINT`; empty = no reply to non-text messages.
-    pub hint: String,
-    /// Where fresh questions ask for the typing reaction (`None` = off).
-    pub typing: Option<Sender<TypingJob>>,
-}
-
-impl InboundStore for InboundWriter {
-    fn store(&mut self, messages: &[&Message], routing: &Routing) -> Result<Vec<bool>, String> {
-        let now = now_ms();
-        let app_id = &self.creds.app_id;
-        let items: Vec<InboundItem> = messages
-            .iter()
-            .map(|m| InboundItem {
-                app_id,
-                message_id: &m.message_id,
-                json: contract::inbound_item(&self.channel_id, app_id, routing, m, now),
-            })
-            .collect();
-        let fresh = self
-            .store
-            .push_unique(contract::INBOUND, &items, self.dedup_ttl)
-            .map_err(|e| describe(&e))?;
-        if let Some(typing) = &self.typing {
-            for (m, _) in messages.iter().zip(&fresh).filter(|(_, f)| **f) {
-                // Cosmetic: when the typing thread is behind, skip it.
-                let _ = typing.try_send(TypingJob {
-                    creds: self.creds.clone(),
-                    message_id: m.message_id.clone(),
-                    chat_id: m.chat_id.clone(),
-                });
-            }
-        }
-        Ok(fresh)
-    }
-
-    fn store_hint(&mut self, m: &NonText) -> Result<(), String> {
-        if self.hint.is_empty() {
-            return Ok(());
-        }
-        let app_id = &self.creds.app_id;
-        let json = contract::hint_item(&self.channel_id, app_id, m, &self.hint, now_ms());
-        let item = InboundItem { app_id, message_id: &m.message_id, json };
-        self.store
-            .push_unique(contract::OUTBOUND, &[item], self.dedup_ttl)
-            .map(|_| ())
-            .map_err(|e| describe(&e))
-    }
 }
