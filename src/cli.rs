@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::bridge::contract::{self, NewChannel};
-use crate::bridge::store::{Store, describe};
+use crate::bridge::store::{self, RedisError, Store};
 use crate::channel::ChannelConfig;
 use crate::config::Config;
 use crate::feishu::api::{Api, AppCreds};
@@ -25,9 +25,8 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(USAGE_ERROR)
 }
 
-fn store(cfg: &Config) -> Result<Store, String> {
-    let client = redis::Client::open(cfg.redis_url.as_str()).map_err(|e| describe(&e))?;
-    Ok(Store::new(client))
+fn store(cfg: &Config) -> Result<Store, RedisError> {
+    Ok(Store::new(store::client(&cfg.redis_url)?))
 }
 
 /// Formats ms since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
@@ -88,7 +87,7 @@ pub fn status(cfg: &Config, args: &[String]) -> ExitCode {
             eprintln!(
                 "asktable-feishu-gateway: Redis at {} is unreachable: {}",
                 cfg.redis_url_for_logs(),
-                describe(&e)
+                e
             );
             return ExitCode::FAILURE;
         }
@@ -172,11 +171,11 @@ pub fn channel(cfg: &Config, args: &[String]) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let redis_down = |e: redis::RedisError| {
+    let redis_down = |e: RedisError| {
         eprintln!(
             "asktable-feishu-gateway: Redis at {} is unreachable: {}",
             cfg.redis_url_for_logs(),
-            describe(&e)
+            e
         );
         ExitCode::FAILURE
     };
@@ -314,7 +313,7 @@ fn put(st: &mut Store, args: &[String]) -> Result<ExitCode, ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("asktable-feishu-gateway: cannot save channel {id}: {}", describe(&e));
+            eprintln!("asktable-feishu-gateway: cannot save channel {id}: {}", e);
             Ok(ExitCode::FAILURE)
         }
     }
@@ -363,7 +362,7 @@ pub fn check(cfg: Result<Config, crate::config::ConfigError>) -> ExitCode {
     let mut st = match store(&cfg) {
         Ok(s) => s,
         Err(e) => {
-            lines.push(line(false, "redis", e, "check REDIS_URL"));
+            lines.push(line(false, "redis", e.to_string(), "check REDIS_URL"));
             return report(&lines);
         }
     };
@@ -373,7 +372,7 @@ pub fn check(cfg: Result<Config, crate::config::ConfigError>) -> ExitCode {
             lines.push(line(
                 false,
                 "redis",
-                format!("{} unreachable: {}", cfg.redis_url_for_logs(), describe(&e)),
+                format!("{} unreachable: {}", cfg.redis_url_for_logs(), e),
                 "check REDIS_URL, that Redis runs, and firewalls/passwords",
             ));
             return report(&lines);
@@ -391,7 +390,7 @@ pub fn check(cfg: Result<Config, crate::config::ConfigError>) -> ExitCode {
         }
         Ok(c) => c,
         Err(e) => {
-            lines.push(line(false, "channel config", describe(&e), "check Redis permissions"));
+            lines.push(line(false, "channel config", e.to_string(), "check Redis permissions"));
             Vec::new()
         }
     };
@@ -482,7 +481,7 @@ pub fn check(cfg: Result<Config, crate::config::ConfigError>) -> ExitCode {
                 .collect();
             lines.push(line(true, "gateway", format!("running: {}", ids.join(", ")), ""));
         }
-        Err(e) => lines.push(line(false, "gateway", describe(&e), "")),
+        Err(e) => lines.push(line(false, "gateway", e.to_string(), "")),
     }
     for (id, raw) in &configs {
         if !contract::parse_channel_config(id, raw).is_ok_and(|c| c.enabled) {

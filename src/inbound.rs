@@ -10,7 +10,7 @@
 use crossbeam_channel::Sender;
 
 use crate::bridge::contract;
-use crate::bridge::store::{InboundItem, Store, describe};
+use crate::bridge::store::{InboundItem, Store};
 use crate::channel::Routing;
 use crate::clock::now_ms;
 use crate::feishu::api::AppCreds;
@@ -46,7 +46,7 @@ impl InboundStore for InboundWriter {
         let fresh = self
             .store
             .push_unique(contract::INBOUND, &items, self.dedup_ttl)
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| e.to_string())?;
         if let Some(typing) = &self.typing {
             for (m, _) in messages.iter().zip(&fresh).filter(|(_, f)| **f) {
                 // Cosmetic: when the typing thread is behind, skip it.
@@ -70,6 +70,6 @@ impl InboundStore for InboundWriter {
         self.store
             .push_unique(contract::OUTBOUND, &[item], self.dedup_ttl)
             .map(|_| ())
-            .map_err(|e| describe(&e))
+            .map_err(|e| e.to_string())
     }
 }

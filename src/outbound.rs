@@ -19,7 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::bridge::contract::{self, Kind, Outbound as Item};
-use crate::bridge::store::{Store, describe};
+use crate::bridge::store::{self, Store};
 use crate::clock::{Backoff, now_ms};
 use crate::feishu::api::{Api, AppCreds, Destination, Failure};
 use crate::metrics;
@@ -303,7 +303,7 @@ impl Pop {
                 }
                 Ok(None) => self.note(Ok(())),
                 Err(e) => {
-                    self.note(Err(describe(&e)));
+                    self.note(Err(e.to_string()));
                     if !matches!(
                         stop.recv_timeout(wait.next_delay()),
                         Err(RecvTimeoutError::Timeout)
@@ -556,7 +556,7 @@ impl Worker {
         let v = self
             .store
             .get(&contract::reply_key(irt))
-            .map_err(|e| Undeliverable(format!("redis: {}", describe(&e))))?;
+            .map_err(|e| Undeliverable(format!("redis: {e}")))?;
         Ok(match v.as_deref() {
             None => Reply::None,
             Some(PENDING) => Reply::Pending,
@@ -569,7 +569,7 @@ impl Worker {
     }
 
     /// Claims the right to create the reply's first message (one replica wins).
-    fn claim(&mut self, irt: &str, value: &str) -> redis::RedisResult<bool> {
+    fn claim(&mut self, irt: &str, value: &str) -> store::Result<bool> {
         self.store.set_nx_ex(&contract::reply_key(irt), value, CLAIM_TTL)
     }
 
@@ -664,7 +664,7 @@ impl Worker {
                         Ok(false) if Instant::now() < deadline => continue,
                         Ok(_) => {}
                         Err(_) if Instant::now() < redis_deadline => continue,
-                        Err(e) => return self.postpone(&job, &describe(&e)),
+                        Err(e) => return self.postpone(&job, &e.to_string()),
                     },
                     Err(Undeliverable(reason)) => return self.postpone(&job, &reason),
                     _ => {}

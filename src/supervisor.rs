@@ -14,7 +14,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::bridge::contract::{self, State};
-use crate::bridge::store::{Store, describe};
+use crate::bridge::store::{self, RedisError, Store};
 use crate::bridge::watch::{self, WatchEvent};
 use crate::channel::ChannelConfig;
 use crate::clock::{Backoff, now_ms};
@@ -36,6 +36,23 @@ pub enum Signal {
     /// SIGHUP: re-read the config now.
     Reload,
 }
+
+/// Why the supervisor cannot start.
+#[derive(Debug)]
+pub enum StartError {
+    /// `REDIS_URL` is not a usable Redis URL.
+    RedisUrl(RedisError),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::RedisUrl(e) => write!(f, "REDIS_URL: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
 
 /// Everything the main loop reacts to.
 #[derive(Debug)]
@@ -112,9 +129,8 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(cfg: Config, tuning: Tuning) -> Result<Supervisor, String> {
-        let client = redis::Client::open(cfg.redis_url.as_str())
-            .map_err(|e| format!("REDIS_URL: {}", describe(&e)))?;
+    pub fn new(cfg: Config, tuning: Tuning) -> Result<Supervisor, StartError> {
+        let client = store::client(&cfg.redis_url).map_err(StartError::RedisUrl)?;
         let (tx, rx) = bounded(4096);
         let now = Instant::now();
         Ok(Supervisor {
@@ -294,7 +310,7 @@ impl Supervisor {
     }
 
     /// Logs Redis reachability once per change, not once per attempt.
-    fn note_redis(&mut self, result: redis::RedisResult<()>) -> bool {
+    fn note_redis(&mut self, result: store::Result<()>) -> bool {
         let ok = result.is_ok();
         if self.redis_ok != Some(ok) {
             match &result {
@@ -303,7 +319,7 @@ impl Supervisor {
                 Err(e) => log::error!(
                     "Redis at {} is unreachable: {}; retrying in the background",
                     self.cfg.redis_url_for_logs(),
-                    describe(e)
+                    e
                 ),
             }
             self.redis_ok = Some(ok);

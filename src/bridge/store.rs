@@ -1,7 +1,11 @@
 //! A Redis connection owned by one thread, reconnected lazily, with
 //! timeouts on every call, and the gateway's Redis operations on it.
+//!
+//! Every operation fails with one [`RedisError`], whose `Display` never
+//! shows the Redis URL (it may hold a password).
 
 use redis::{Client, Connection, RedisResult, Script};
+use std::fmt;
 use std::time::Duration;
 
 use super::contract;
@@ -10,23 +14,48 @@ use super::contract;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A failed Redis call or an unusable `REDIS_URL`.
+#[derive(Debug)]
+pub struct RedisError(redis::RedisError);
+
+impl fmt::Display for RedisError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_connection_refusal() {
+            f.write_str("connection refused")
+        } else if self.0.is_timeout() {
+            f.write_str("timed out")
+        } else {
+            fmt::Display::fmt(&self.0, f)
+        }
+    }
+}
+
+impl std::error::Error for RedisError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl From<redis::RedisError> for RedisError {
+    fn from(e: redis::RedisError) -> RedisError {
+        RedisError(e)
+    }
+}
+
+/// The result of a Redis operation.
+pub type Result<T, E = RedisError> = std::result::Result<T, E>;
+
+/// A client for `REDIS_URL` (nothing is connected yet).
+pub fn client(url: &str) -> Result<Client> {
+    Ok(Client::open(url)?)
+}
+
 /// Opens a connection with the gateway's timeouts.
-pub fn connect(client: &Client) -> RedisResult<Connection> {
+pub fn connect(client: &Client) -> Result<Connection> {
     let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
     con.set_read_timeout(Some(IO_TIMEOUT))?;
     con.set_write_timeout(Some(IO_TIMEOUT))?;
     Ok(con)
-}
-
-/// Describes a Redis error without the URL (which may hold a password).
-pub fn describe(e: &redis::RedisError) -> String {
-    if e.is_connection_refusal() {
-        "connection refused".into()
-    } else if e.is_timeout() {
-        "timed out".into()
-    } else {
-        e.to_string()
-    }
 }
 
 /// One lazily connected Redis connection.
@@ -55,10 +84,7 @@ impl Store {
 
     /// Runs `f` on the connection, connecting first if needed. A failed
     /// call drops the connection so the next one starts afresh.
-    fn with<T>(
-        &mut self,
-        f: impl FnOnce(&mut Connection, &Store) -> RedisResult<T>,
-    ) -> RedisResult<T> {
+    fn with<T>(&mut self, f: impl FnOnce(&mut Connection, &Store) -> RedisResult<T>) -> Result<T> {
         let mut con = match self.con.take() {
             Some(c) => c,
             None => connect(&self.client)?,
@@ -67,16 +93,16 @@ impl Store {
         if keep_connection(&result) {
             self.con = Some(con);
         }
-        result
+        Ok(result?)
     }
 
     /// `PING`, for health checks.
-    pub fn ping(&mut self) -> RedisResult<()> {
+    pub fn ping(&mut self) -> Result<()> {
         self.with(|con, _| redis::cmd("PING").query(con))
     }
 
     /// The server's `redis_version` (from `INFO server`).
-    pub fn server_version(&mut self) -> RedisResult<String> {
+    pub fn server_version(&mut self) -> Result<String> {
         self.with(|con, _| {
             let info: String = redis::cmd("INFO").arg("server").query(con)?;
             Ok(info
@@ -89,7 +115,7 @@ impl Store {
     }
 
     /// Writes one channel's config entry and announces the change.
-    pub fn put_config(&mut self, channel_id: &str, json: &str) -> RedisResult<()> {
+    pub fn put_config(&mut self, channel_id: &str, json: &str) -> Result<()> {
         self.with(|con, _| {
             redis::pipe()
                 .cmd("HSET")
@@ -106,7 +132,7 @@ impl Store {
     }
 
     /// Removes one channel's config entry and announces it. `false` when absent.
-    pub fn remove_config(&mut self, channel_id: &str) -> RedisResult<bool> {
+    pub fn remove_config(&mut self, channel_id: &str) -> Result<bool> {
         self.with(|con, _| {
             let (removed,): (i64,) = redis::pipe()
                 .cmd("HDEL")
@@ -122,7 +148,7 @@ impl Store {
     }
 
     /// The values of every key matching `pattern` (SCAN + GET).
-    pub fn scan_values(&mut self, pattern: &str) -> RedisResult<Vec<(String, String)>> {
+    pub fn scan_values(&mut self, pattern: &str) -> Result<Vec<(String, String)>> {
         self.with(|con, _| {
             let mut out = Vec::new();
             for k in scan_keys(con, pattern)? {
@@ -135,7 +161,7 @@ impl Store {
     }
 
     /// Every field of the channel config hash.
-    pub fn read_configs(&mut self) -> RedisResult<Vec<(String, Vec<u8>)>> {
+    pub fn read_configs(&mut self) -> Result<Vec<(String, Vec<u8>)>> {
         self.with(|con, _| {
             let map: std::collections::HashMap<String, Vec<u8>> =
                 redis::cmd("HGETALL").arg(contract::CONFIG).query(con)?;
@@ -152,7 +178,7 @@ impl Store {
         list: &str,
         items: &[InboundItem],
         dedup_ttl: u64,
-    ) -> RedisResult<Vec<bool>> {
+    ) -> Result<Vec<bool>> {
         self.with(|con, me| {
             let mut call = me.inbound.prepare_invoke();
             for item in items {
@@ -168,12 +194,7 @@ impl Store {
     }
 
     /// `BLMOVE from to RIGHT LEFT timeout`: the oldest item, kept in `to`.
-    pub fn blmove(
-        &mut self,
-        from: &str,
-        to: &str,
-        timeout: Duration,
-    ) -> RedisResult<Option<String>> {
+    pub fn blmove(&mut self, from: &str, to: &str, timeout: Duration) -> Result<Option<String>> {
         self.with(|con, _| {
             redis::cmd("BLMOVE")
                 .arg(from)
@@ -186,19 +207,19 @@ impl Store {
     }
 
     /// `LREM list 1 item`.
-    pub fn lrem(&mut self, list: &str, item: &str) -> RedisResult<()> {
+    pub fn lrem(&mut self, list: &str, item: &str) -> Result<()> {
         self.with(|con, _| redis::cmd("LREM").arg(list).arg(1).arg(item).query(con))
     }
 
     /// `LRANGE list 0 -1`.
-    pub fn lrange(&mut self, list: &str) -> RedisResult<Vec<String>> {
+    pub fn lrange(&mut self, list: &str) -> Result<Vec<String>> {
         self.with(|con, _| redis::cmd("LRANGE").arg(list).arg(0).arg(-1).query(con))
     }
 
     /// In one transaction: pushes a dead letter, trims the list to the
     /// newest entries and removes the item from its processing list, so an
     /// item is never both dead-lettered and still pending.
-    pub fn dead_letter(&mut self, json: &str, processing: &str, raw: &str) -> RedisResult<()> {
+    pub fn dead_letter(&mut self, json: &str, processing: &str, raw: &str) -> Result<()> {
         self.with(|con, _| {
             redis::pipe()
                 .atomic()
@@ -222,7 +243,7 @@ impl Store {
 
     /// Moves every item of a processing list back to the outbound list, at
     /// the end that is read next, oldest last-read. Returns how many.
-    pub fn requeue(&mut self, processing: &str) -> RedisResult<usize> {
+    pub fn requeue(&mut self, processing: &str) -> Result<usize> {
         let mut n = 0;
         loop {
             let moved: Option<String> = self.with(|con, _| {
@@ -241,12 +262,12 @@ impl Store {
     }
 
     /// Every instance's processing list.
-    pub fn processing_lists(&mut self) -> RedisResult<Vec<String>> {
+    pub fn processing_lists(&mut self) -> Result<Vec<String>> {
         self.with(|con, _| scan_keys(con, &format!("{}*", contract::processing_prefix())))
     }
 
     /// Lengths of several lists in one round trip.
-    pub fn llens(&mut self, keys: &[&str]) -> RedisResult<Vec<u64>> {
+    pub fn llens(&mut self, keys: &[&str]) -> Result<Vec<u64>> {
         self.with(|con, _| {
             let mut pipe = redis::pipe();
             for k in keys {
@@ -256,39 +277,33 @@ impl Store {
         })
     }
 
-    pub fn exists(&mut self, key: &str) -> RedisResult<bool> {
+    pub fn exists(&mut self, key: &str) -> Result<bool> {
         self.with(|con, _| redis::cmd("EXISTS").arg(key).query(con))
     }
 
-    pub fn get(&mut self, key: &str) -> RedisResult<Option<String>> {
+    pub fn get(&mut self, key: &str) -> Result<Option<String>> {
         self.with(|con, _| redis::cmd("GET").arg(key).query(con))
     }
 
     /// Sets `key` to `value` (or deletes it when `value` is empty) only if it
     /// still holds `expected`. Returns whether it did.
-    pub fn replace_if(
-        &mut self,
-        key: &str,
-        expected: &str,
-        value: &str,
-        ttl: u64,
-    ) -> RedisResult<bool> {
+    pub fn replace_if(&mut self, key: &str, expected: &str, value: &str, ttl: u64) -> Result<bool> {
         self.with(|con, me| {
             let done: i64 = me.replace_if.key(key).arg(expected).arg(value).arg(ttl).invoke(con)?;
             Ok(done == 1)
         })
     }
 
-    pub fn del(&mut self, key: &str) -> RedisResult<()> {
+    pub fn del(&mut self, key: &str) -> Result<()> {
         self.with(|con, _| redis::cmd("DEL").arg(key).query(con))
     }
 
-    pub fn set_ex(&mut self, key: &str, value: &str, ttl: u64) -> RedisResult<()> {
+    pub fn set_ex(&mut self, key: &str, value: &str, ttl: u64) -> Result<()> {
         self.with(|con, _| redis::cmd("SET").arg(key).arg(value).arg("EX").arg(ttl).query(con))
     }
 
     /// `SET key value NX EX ttl`: `false` when the key existed.
-    pub fn set_nx_ex(&mut self, key: &str, value: &str, ttl: u64) -> RedisResult<bool> {
+    pub fn set_nx_ex(&mut self, key: &str, value: &str, ttl: u64) -> Result<bool> {
         self.with(|con, _| {
             let r: Option<String> =
                 redis::cmd("SET").arg(key).arg(value).arg("NX").arg("EX").arg(ttl).query(con)?;
@@ -297,7 +312,7 @@ impl Store {
     }
 
     /// Marks a question answered; returns the typing reaction id to delete.
-    pub fn typing_done(&mut self, app_id: &str, message_id: &str) -> RedisResult<Option<String>> {
+    pub fn typing_done(&mut self, app_id: &str, message_id: &str) -> Result<Option<String>> {
         self.with(|con, me| {
             me.typing_done
                 .key(contract::typing_key(app_id, message_id))
@@ -307,7 +322,7 @@ impl Store {
     }
 
     /// The channel's config entry, read directly (for an unknown channel).
-    pub fn read_config(&mut self, channel_id: &str) -> RedisResult<Option<Vec<u8>>> {
+    pub fn read_config(&mut self, channel_id: &str) -> Result<Option<Vec<u8>>> {
         self.with(|con, _| redis::cmd("HGET").arg(contract::CONFIG).arg(channel_id).query(con))
     }
 
@@ -319,7 +334,7 @@ impl Store {
         connected: bool,
         instance_id: &str,
         ttl: u64,
-    ) -> RedisResult<bool> {
+    ) -> Result<bool> {
         self.with(|con, me| {
             let written: i64 = me
                 .status
@@ -334,7 +349,7 @@ impl Store {
     }
 
     /// Deletes a status key if this instance wrote it.
-    pub fn clear_status(&mut self, channel_id: &str, instance_id: &str) -> RedisResult<()> {
+    pub fn clear_status(&mut self, channel_id: &str, instance_id: &str) -> Result<()> {
         self.with(|con, me| {
             me.status_clear
                 .key(contract::status_key(channel_id))
@@ -344,7 +359,7 @@ impl Store {
         })
     }
 
-    pub fn write_heartbeat(&mut self, instance_id: &str, json: &str) -> RedisResult<()> {
+    pub fn write_heartbeat(&mut self, instance_id: &str, json: &str) -> Result<()> {
         self.with(|con, _| {
             redis::cmd("SET")
                 .arg(contract::heartbeat_key(instance_id))
@@ -355,7 +370,7 @@ impl Store {
         })
     }
 
-    pub fn delete_heartbeat(&mut self, instance_id: &str) -> RedisResult<()> {
+    pub fn delete_heartbeat(&mut self, instance_id: &str) -> Result<()> {
         self.with(|con, _| redis::cmd("DEL").arg(contract::heartbeat_key(instance_id)).query(con))
     }
 }

@@ -10,17 +10,17 @@ use redis::Client;
 use std::time::Duration;
 
 use super::contract;
-use super::store::{connect, describe};
+use super::store::{RedisError, connect};
 
 /// What the watcher reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum WatchEvent {
     /// A change was announced for this channel id (or `*`).
     Changed(String),
     /// (Re)subscribed: re-read everything.
     Subscribed,
     /// The subscription failed; retrying.
-    Lost(String),
+    Lost(RedisError),
 }
 
 /// Runs until `stop` fires. Sends events to `tx`.
@@ -46,11 +46,11 @@ fn subscribe_loop(
     client: &Client,
     tx: &Sender<WatchEvent>,
     stop: &Receiver<()>,
-) -> Result<(), String> {
-    let mut con = connect(client).map_err(|e| describe(&e))?;
+) -> Result<(), RedisError> {
+    let mut con = connect(client)?;
     let mut pubsub = con.as_pubsub();
-    pubsub.subscribe(contract::CONFIG_CHANGED).map_err(|e| describe(&e))?;
-    pubsub.set_read_timeout(Some(Duration::from_millis(250))).map_err(|e| describe(&e))?;
+    pubsub.subscribe(contract::CONFIG_CHANGED)?;
+    pubsub.set_read_timeout(Some(Duration::from_millis(250)))?;
     if tx.send(WatchEvent::Subscribed).is_err() {
         return Ok(());
     }
@@ -66,7 +66,7 @@ fn subscribe_loop(
                 }
             }
             Err(e) if e.is_timeout() => {}
-            Err(e) => return Err(describe(&e)),
+            Err(e) => return Err(e.into()),
         }
     }
 }
