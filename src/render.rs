@@ -125,7 +125,9 @@ pub fn card_json(md: &str) -> String {
     .to_string()
 }
 
-fn with_links(md: &str, links: &[Link]) -> String {
+/// The answer with one `📎` line per attachment link: the one place links
+/// are formatted, for new replies and for completed progress cards alike.
+pub fn with_links(md: &str, links: &[Link]) -> String {
     let mut out = md.trim_end().to_owned();
     for l in links {
         if !out.is_empty() {

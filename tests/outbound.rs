@@ -565,3 +565,49 @@ fn thread_replies_and_the_retry_window() {
     assert!(wait_for(SECS(5), || processing_empty(&mut s)));
     assert_eq!(s.sim.messages().len(), 1);
 }
+
+/// Found in review: the link lines of a completed progress card were
+/// formatted apart from those of a new reply (brackets kept in names, no
+/// line for a link without a URL), so the same answer read differently.
+#[test]
+fn attachment_links_read_the_same_streamed_or_not() {
+    let mut s = setup();
+    let attachments = json!([
+        {"type": "link", "info": {"name": "报表 [Q3].xlsx", "url": "https://files.example/q3"}},
+        {"type": "link", "info": {"name": "说明", "url": ""}},
+    ]);
+    let with_links = |raw: String| {
+        let mut v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        v["content"]["attachments"] = attachments.clone();
+        v.to_string()
+    };
+    // A normal reply.
+    let q1 = ask(&mut s, "q1");
+    push_outbound(&mut s.con, &with_links(reply_item(&q1, "f1", "final", "**结果**：42")));
+    assert!(s.sim.wait_messages(1, SECS(10)), "{}", s.gw.log());
+    // The same answer completing a progress card.
+    let q2 = ask(&mut s, "q2");
+    push_outbound(&mut s.con, &reply_item(&q2, "p2", "progress", "正在查询…"));
+    assert!(s.sim.wait_messages(2, SECS(10)), "{}", s.gw.log());
+    push_outbound(&mut s.con, &with_links(reply_item(&q2, "f2", "final", "**结果**：42")));
+    assert!(
+        wait_for(SECS(10), || s
+            .sim
+            .messages()
+            .iter()
+            .any(|m| m.reply_to.as_deref() == Some(q2.message_id.as_str())
+                && m.updates >= 1
+                && m.text().contains("📎"))),
+        "{}",
+        s.gw.log()
+    );
+    let msgs = s.sim.messages();
+    let text_of = |q: &MessageEvent| {
+        let m = msgs.iter().find(|m| m.reply_to.as_deref() == Some(q.message_id.as_str())).unwrap();
+        (m.msg_type.clone(), m.text())
+    };
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    let want = "**结果**：42\n📎 [报表 Q3.xlsx](https://files.example/q3)\n📎 说明";
+    assert_eq!(text_of(&q1), ("interactive".to_owned(), want.to_owned()));
+    assert_eq!(text_of(&q2), text_of(&q1), "streamed and new replies show links alike");
+}

@@ -65,6 +65,28 @@ pub fn typing_key(app_id: &str, message_id: &str) -> String {
 /// Seconds reply and typing keys live.
 pub const REPLY_TTL: u64 = 86_400;
 
+/// The reply key's value while the first (progress) message is being created.
+pub const REPLY_PENDING: &str = "pending";
+/// The reply key's value while a final answer creates the reply itself.
+pub const REPLY_FINAL_CLAIM: &str = "final-claim";
+/// Prefix of the reply key's value once the final answer was delivered
+/// (followed by the Feishu message id of its first part).
+pub const REPLY_FINAL: &str = "final:";
+/// Seconds a creation claim (`pending`, `final-claim`) lasts if its holder dies.
+pub const REPLY_CLAIM_TTL: u64 = 60;
+/// Seconds a progress card's claim is kept after creating the card failed,
+/// so that a final answer can still find the card by its uuid.
+pub const REPLY_FAILED_CLAIM_TTL: u64 = 3;
+
+/// The reply key's value once the final answer was delivered.
+pub fn reply_final_value(message_id: &str) -> String {
+    format!("{REPLY_FINAL}{message_id}")
+}
+
+/// The typing key's value once the question was answered (a reaction added
+/// later is removed at once).
+pub const TYPING_DONE: &str = "done";
+
 /// Pattern matching every status key.
 pub const STATUS_PATTERN: &str = "at:channel:status:feishu:*";
 /// Pattern matching every heartbeat key.
@@ -289,11 +311,11 @@ pub fn heartbeat_json(
 /// Returns per message 1 when pushed, 0 when it was seen before.
 pub const INBOUND_SCRIPT: &str = include_str!("inbound.lua");
 
-/// Marks a question answered. KEYS: typing key. ARGV: TTL. Returns the
-/// reaction id stored there before (to delete it), if any.
+/// Marks a question answered. KEYS: typing key. ARGV: TTL, [`TYPING_DONE`].
+/// Returns the reaction id stored there before (to delete it), if any.
 pub const TYPING_DONE_SCRIPT: &str = r"
 local old = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], 'done', 'EX', ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])
 return old
 ";
 

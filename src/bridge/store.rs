@@ -317,6 +317,7 @@ impl Store {
             me.typing_done
                 .key(contract::typing_key(app_id, message_id))
                 .arg(contract::REPLY_TTL)
+                .arg(contract::TYPING_DONE)
                 .invoke(con)
         })
     }

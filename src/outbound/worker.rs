@@ -1,0 +1,335 @@
+//! One `reply-N` worker: one lane of chats. It coalesces progress items
+//! (at most one card update a second per reply), streams them into one
+//! card, delivers final answers (completing the progress card when there
+//! is one, else sending a new reply), and finishes every item: removed
+//! from the processing list when delivered, dead-lettered when it cannot
+//! be, left for the sweep when Redis cannot tell the reply's state.
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::coalesce::Coalescer;
+use super::pop::InFlight;
+use super::reply::{self, Reply};
+use super::send::{Courier, Undelivered, uuid};
+use super::{ChannelRef, Channels, Job, Settings, typing};
+use crate::bridge::contract::{self, Kind};
+use crate::bridge::store::Store;
+use crate::clock::now_ms;
+use crate::feishu::api::{AppCreds, Destination};
+use crate::metrics;
+use crate::render;
+
+/// How long a final answer waits for Redis to tell the reply's state.
+const REDIS_WAIT: Duration = Duration::from_secs(10);
+
+/// A worker's state.
+pub struct Worker {
+    pub settings: Settings,
+    pub store: Store,
+    pub in_flight: InFlight,
+    pub courier: Courier,
+    pub channels: Channels,
+    /// Progress items waiting for their update slot, by `in_reply_to`.
+    pub coalescer: Coalescer<Job>,
+}
+
+impl Worker {
+    /// Handles jobs until the lane closes, then shows what it still holds.
+    pub fn run(&mut self, rx: Receiver<Job>) {
+        loop {
+            let timeout = self.coalescer.next_due().map_or(Duration::from_millis(500), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            match rx.recv_timeout(timeout) {
+                Ok(job) => self.handle(job),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    for job in self.coalescer.drain() {
+                        self.progress(job);
+                    }
+                    return;
+                }
+            }
+            let now = Instant::now();
+            for job in self.coalescer.due(now) {
+                self.progress(job);
+            }
+            self.coalescer.forget_old(now);
+        }
+    }
+
+    fn processing(&self) -> String {
+        contract::processing_key(&self.settings.instance_id)
+    }
+
+    /// Removes a finished item from the processing list.
+    fn done(&mut self, raw: &str) {
+        let list = self.processing();
+        let removed = (0..3).any(|attempt| {
+            if attempt > 0 {
+                thread::sleep(Duration::from_millis(200));
+            }
+            self.store.lrem(&list, raw).is_ok()
+        });
+        if !removed {
+            log::warn!(
+                "outbound: could not remove a delivered item from {list}; it will be offered again (Feishu's uuid keeps it from showing twice)"
+            );
+        }
+        self.in_flight.release(raw);
+    }
+
+    fn dead(&mut self, job: &Job, reason: &Undelivered) {
+        metrics::inc("feishu_gateway_outbound_items_total", &[("outcome", "dead_letter")]);
+        log::warn!(
+            "outbound: item {} for channel {} dead-lettered: {reason}",
+            job.item.id,
+            job.item.channel_id
+        );
+        let dead = contract::dead_letter_json(&reason.to_string(), &job.raw, now_ms());
+        if self.store.dead_letter(&dead, &self.processing(), &job.raw).is_err() {
+            log::warn!(
+                "outbound: could not dead-letter item {}; it will be tried again",
+                job.item.id
+            );
+        }
+        self.in_flight.release(&job.raw);
+    }
+
+    /// Leaves an item in the processing list for later (the pop thread's
+    /// sweep hands it out again once Redis answers).
+    fn postpone(&mut self, job: &Job, reason: &dyn std::fmt::Display) {
+        log::warn!("outbound: item {} postponed: {reason}", job.item.id);
+        self.in_flight.release(&job.raw);
+    }
+
+    fn handle(&mut self, job: Job) {
+        let key = job.item.in_reply_to.clone();
+        // A newer item for the same reply supersedes a held progress item.
+        if let Some(old) = key.as_deref().and_then(|k| self.coalescer.supersede(k)) {
+            self.done(&old.raw);
+        }
+        match job.item.kind {
+            Kind::Progress => {
+                let k = key.expect("progress items have in_reply_to");
+                if let Some(job) = self.coalescer.offer(k, job, Instant::now()) {
+                    self.progress(job);
+                }
+            }
+            Kind::Final => self.deliver_final(job),
+        }
+    }
+
+    /// The channel of an item: the running registry, else the config hash.
+    fn channel(&mut self, channel_id: &str) -> Option<ChannelRef> {
+        if let Some(c) = self.channels.read().expect("channels lock").get(channel_id) {
+            return Some(c.clone());
+        }
+        let raw = self.store.read_config(channel_id).ok().flatten()?;
+        let cfg = contract::parse_channel_config(channel_id, &raw).ok().filter(|c| c.enabled)?;
+        let base_url = self
+            .settings
+            .base_url_override
+            .clone()
+            .unwrap_or_else(|| cfg.domain.base_url().to_owned());
+        Some(ChannelRef {
+            app_id: cfg.app_id.clone(),
+            creds: AppCreds { base_url, app_id: cfg.app_id, app_secret: cfg.app_secret },
+        })
+    }
+
+    fn reply_state(&mut self, irt: &str) -> Result<Reply, Undelivered> {
+        reply::read(&mut self.store, irt).map_err(Undelivered::Redis)
+    }
+
+    fn progress(&mut self, job: Job) {
+        let Some(ch) = self.channel(&job.item.channel_id) else {
+            let reason = Undelivered::UnknownChannel(job.item.channel_id.clone());
+            return self.dead(&job, &reason);
+        };
+        let irt = job.item.in_reply_to.clone().expect("progress items have in_reply_to");
+        let card = render::cards(&job.item.text, &self.courier.limits).swap_remove(0);
+        let result = match self.reply_state(&irt) {
+            Ok(Reply::Card(message_id)) => self.courier.call(&ch, &job, |api| {
+                api.update_card(&ch.creds, &message_id, &card.content)
+                    .map(|_| Some(message_id.clone()))
+            }),
+            // The first card's uuid derives from the reply, not the item, so
+            // no retry or later item can create a second card.
+            // Unclaimed (Redis unreachable included): no preview.
+            Ok(Reply::None)
+                if reply::claim(&mut self.store, &irt, contract::REPLY_PENDING)
+                    .unwrap_or(false) =>
+            {
+                let sent = self
+                    .courier
+                    .send_parts(&ch, &job, &[card], &irt, 'p')
+                    .map(|ids| ids.into_iter().next());
+                // Only over our own claim: a final answer may have taken over.
+                let _ = match &sent {
+                    Ok(Some(id)) => reply::record_card(&mut self.store, &irt, id),
+                    _ => reply::keep_failed_claim(&mut self.store, &irt),
+                };
+                sent
+            }
+            // Being created by another worker, or already final: a preview
+            // that is no longer needed.
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(shown) => {
+                if shown.is_some() {
+                    metrics::inc("feishu_gateway_outbound_items_total", &[("outcome", "progress")]);
+                    self.coalescer.shown(irt, Instant::now());
+                }
+                self.done(&job.raw);
+            }
+            // Progress is a preview: a failed update is not worth a dead letter.
+            Err(reason) => {
+                log::info!("outbound: progress update {} not shown: {reason}", job.item.id);
+                self.done(&job.raw);
+            }
+        }
+    }
+
+    /// Which card a final answer completes: waits (bounded) for a progress
+    /// card being created and for Redis, or claims the reply for itself.
+    /// `Err` means the item is postponed.
+    fn find_streamed(&mut self, irt: &str) -> Result<(Option<String>, bool), Undelivered> {
+        let mut saw_pending = false;
+        // A progress card being created (possibly by another replica)
+        // is waited for; a dead creator's claim expires after the claim TTL.
+        let deadline = Instant::now() + Duration::from_secs(contract::REPLY_CLAIM_TTL + 5);
+        // Without the reply's state, sending could show a second
+        // message next to a progress card: Redis is waited for.
+        let redis_deadline = Instant::now() + REDIS_WAIT;
+        loop {
+            let state = self.reply_state(irt);
+            if state.is_err() && Instant::now() < redis_deadline {
+                thread::sleep(Duration::from_millis(250));
+                continue;
+            }
+            match state {
+                Ok(Reply::Card(id) | Reply::Final(id)) => return Ok((Some(id), saw_pending)),
+                Ok(Reply::Pending) if Instant::now() < deadline => {
+                    saw_pending = true;
+                    thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+                // Nothing streamed: this answer creates the reply (late
+                // progress items then see it is final and stand down).
+                // A progress card may have claimed it just now: look again.
+                Ok(Reply::None) => {
+                    match reply::claim(&mut self.store, irt, contract::REPLY_FINAL_CLAIM) {
+                        Ok(false) if Instant::now() < deadline => continue,
+                        Ok(_) => {}
+                        Err(_) if Instant::now() < redis_deadline => continue,
+                        Err(e) => return Err(Undelivered::Redis(e)),
+                    }
+                }
+                Err(e) => return Err(e),
+                _ => {}
+            }
+            return Ok((None, saw_pending));
+        }
+    }
+
+    fn deliver_final(&mut self, job: Job) {
+        let Some(ch) = self.channel(&job.item.channel_id) else {
+            let reason = Undelivered::UnknownChannel(job.item.channel_id.clone());
+            return self.dead(&job, &reason);
+        };
+        let limits = self.courier.limits;
+        let irt = job.item.in_reply_to.clone().filter(|_| !job.item.is_error);
+        // Which card to complete, if a progress card exists (or is being made).
+        let mut streamed = None;
+        if let Some(irt) = &irt {
+            let saw_pending;
+            (streamed, saw_pending) = match self.find_streamed(irt) {
+                Ok(found) => found,
+                Err(e) => return self.postpone(&job, &e),
+            };
+            if streamed.is_none() && saw_pending {
+                streamed = self.adopt_progress_card(&ch, &job, irt);
+            }
+        }
+        let result = match streamed {
+            // Complete the streamed card; further parts become new replies.
+            Some(card_id) => {
+                let body = render::with_links(&job.item.text, &job.item.links);
+                let cards = render::cards(&body, &limits);
+                let updated = self
+                    .courier
+                    .call(&ch, &job, |api| api.update_card(&ch.creds, &card_id, &cards[0].content));
+                match updated {
+                    Ok(()) => self
+                        .courier
+                        .send_parts(&ch, &job, &cards[1..], &job.item.id, 'u')
+                        .map(|_| vec![card_id.clone()]),
+                    Err(reason) => {
+                        log::info!(
+                            "outbound: card {card_id} not updated ({reason}); sending the answer as a new reply"
+                        );
+                        let parts = render::render(&job.item.text, &job.item.links, &limits);
+                        self.courier.send_parts(&ch, &job, &parts, &job.item.id, 'c')
+                    }
+                }
+            }
+            None => {
+                let parts = if job.item.is_error {
+                    render::texts(&job.item.text, &limits)
+                } else {
+                    render::render(&job.item.text, &job.item.links, &limits)
+                };
+                self.courier.send_parts(&ch, &job, &parts, &job.item.id, 'c')
+            }
+        };
+        let result = result.map(|ids| {
+            if let (Some(irt), Some(first)) = (&irt, ids.first()) {
+                let _ = reply::record_final(&mut self.store, irt, first);
+            }
+        });
+        match result {
+            Ok(()) => {
+                metrics::inc("feishu_gateway_outbound_items_total", &[("outcome", "delivered")]);
+                log::info!(
+                    "outbound: item {} delivered to {} ({} chat)",
+                    job.item.id,
+                    job.item.message_id.as_deref().or(job.item.chat_id.as_deref()).unwrap_or("?"),
+                    ch.app_id
+                );
+                if let Some(message_id) = &job.item.message_id
+                    && !self.settings.typing_reaction.is_empty()
+                {
+                    let c = &self.courier;
+                    let lane = job.item.lane_key();
+                    typing::untype(&mut self.store, &c.api, &c.budget, &ch, message_id, lane);
+                }
+                self.done(&job.raw);
+            }
+            Err(reason) => self.dead(&job, &reason),
+        }
+    }
+
+    /// The progress card of a creator that died between creating it and
+    /// recording its id (its claim expired): sending with the progress
+    /// card's uuid again makes Feishu return that card instead of a new one
+    /// (or creates it now, if the creator died before Feishu had it). The
+    /// caller then completes it like any streamed card.
+    fn adopt_progress_card(&mut self, ch: &ChannelRef, job: &Job, irt: &str) -> Option<String> {
+        let card = render::cards(&job.item.text, &self.courier.limits).swap_remove(0);
+        let message_id = job.item.message_id.as_deref()?;
+        let dest = Destination::Reply { message_id, in_thread: job.item.reply_in_thread };
+        // No fallbacks here: whatever does not come back as the card is
+        // left to the usual path.
+        let sent = self.courier.call(ch, job, |api| {
+            api.send(&ch.creds, dest, card.msg_type, &card.content, &uuid(irt, 'p', 0))
+        });
+        let id = sent.ok()?;
+        log::info!("outbound: completing progress card {id} of an interrupted reply to {irt}");
+        Some(id)
+    }
+}
