@@ -43,7 +43,7 @@ pub struct Mention {
 }
 
 /// A text or post message that should reach AskTable.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Message {
     pub event_id: String,
     pub sender: Sender,

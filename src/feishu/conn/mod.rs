@@ -1,0 +1,264 @@
+//! One channel's Feishu long connection, run on its own thread: endpoint
+//! call, WebSocket, read loop with pings, liveness, fragment reassembly,
+//! store-then-ack of events, and reconnecting forever with backoff.
+//!
+//! The thread never blocks for long: the socket has a short read timeout,
+//! so every tick it can send a ping that is due, notice a dead peer, and see
+//! the supervisor's stop request (the stop channel's sender is dropped).
+//! Storing goes through the [`InboundStore`] trait so that this module does
+//! not know Redis.
+
+mod ack;
+mod liveness;
+mod session;
+mod transport;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use super::api::{Api, AppCreds};
+use super::endpoint::{self, ClientConfig, ConnectError};
+use super::event;
+use crate::channel::{Routing, Secret};
+use crate::clock::{Backoff, jitter};
+use crate::metrics;
+use session::Conn;
+use transport::{Socket, open_socket};
+
+/// Where stored questions go (Redis in production).
+pub trait InboundStore {
+    /// Stores messages, each at most once, in one step. Per message
+    /// `true`: newly stored; `false`: a duplicate of one stored before.
+    /// `Err`: nothing was stored.
+    fn store(
+        &mut self,
+        messages: &[&event::Message],
+        routing: &Routing,
+    ) -> Result<Vec<bool>, String>;
+
+    /// Queues the "only text is supported" reply for a non-text message
+    /// (once per message). `Err`: nothing was queued.
+    fn store_hint(&mut self, message: &event::NonText) -> Result<(), String>;
+}
+
+/// An error as shown in the status key's `last_error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastError {
+    pub code: String,
+    pub message: String,
+}
+
+impl LastError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> LastError {
+        LastError { code: code.into(), message: message.into() }
+    }
+}
+
+impl From<&ConnectError> for LastError {
+    fn from(e: &ConnectError) -> LastError {
+        LastError::new(e.code(), e.to_string())
+    }
+}
+
+/// What a session tells its supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Opening a connection.
+    Connecting,
+    /// The long connection is open and answering.
+    Connected,
+    /// Lost or failed for a reason that retrying may fix.
+    Disconnected(LastError),
+    /// Failed for a reason only the operator can fix; retrying slowly.
+    Error(LastError),
+    /// An event arrived (time in ms since the epoch).
+    EventSeen(u64),
+}
+
+/// Timing knobs of a session. Defaults suit production.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// Socket read timeout: how often the loop wakes up when idle.
+    pub tick: Duration,
+    /// Connect, TLS and WebSocket handshake limit.
+    pub connect_timeout: Duration,
+    /// First reconnect delay; doubles per failure up to `backoff_max`.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Delay between attempts while the operator must fix something.
+    pub operator_retry: Duration,
+    /// How long to keep trying to store an event before refusing it.
+    pub store_budget: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            tick: Duration::from_millis(250),
+            connect_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            operator_retry: Duration::from_secs(60),
+            store_budget: Duration::from_millis(2000),
+        }
+    }
+}
+
+/// Everything one channel's connection needs.
+pub struct Session {
+    pub channel_id: String,
+    pub creds: AppCreds,
+    pub encrypt_key: Secret,
+    pub verification_token: Secret,
+    /// Updated in place by the supervisor.
+    pub routing: Arc<RwLock<Routing>>,
+    pub max_message_age: Duration,
+    pub tuning: Tuning,
+    /// Whether `ws://` endpoints are acceptable (only through `FEISHU_BASE_URL`).
+    pub transport: Transport,
+}
+
+/// Which WebSocket URLs a session accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `wss://` only: the normal case.
+    TlsOnly,
+    /// `ws://` too: set when the operator points `FEISHU_BASE_URL` at a
+    /// private deployment or a simulator.
+    AllowPlain,
+}
+
+/// Why a connected session ended.
+pub(crate) enum End {
+    Stopped,
+    Lost(LastError),
+}
+
+/// Runs the channel until `stop` fires (its sender dropped or a message sent).
+pub fn run(
+    session: &Session,
+    api: &Api,
+    store: &mut dyn InboundStore,
+    stop: &Receiver<()>,
+    report: &dyn Fn(Update),
+) {
+    let tag = format!("[{} {}]", session.channel_id, session.creds.app_id);
+    let mut backoff = Backoff::new(session.tuning.backoff_min, session.tuning.backoff_max);
+    let mut bot_open_id: Option<String> = None;
+    report(Update::Connecting);
+    loop {
+        if stopped(stop) {
+            return;
+        }
+        let started = Instant::now();
+        let delay = match connect_on_helper(session, api, &tag, &mut bot_open_id) {
+            Ok(opened) => {
+                report(Update::Connected);
+                let mut conn = Conn {
+                    session,
+                    store,
+                    stop,
+                    report,
+                    tag: &tag,
+                    bot_open_id: bot_open_id.as_deref(),
+                    seen_reported: None,
+                };
+                match conn.read_loop(opened) {
+                    End::Stopped => return,
+                    End::Lost(err) => {
+                        metrics::inc(
+                            "feishu_gateway_reconnects_total",
+                            &[("channel", &session.channel_id)],
+                        );
+                        log::warn!("{tag} long connection lost: {}; reconnecting", err.message);
+                        report(Update::Disconnected(err));
+                    }
+                }
+                if started.elapsed() >= Duration::from_secs(10) {
+                    backoff.reset();
+                }
+                jitter(backoff.next_delay())
+            }
+            Err(e) if e.needs_operator() => {
+                log::error!("{tag} {e}; retrying in {}s", session.tuning.operator_retry.as_secs());
+                report(Update::Error(LastError::from(&e)));
+                backoff.next_delay();
+                session.tuning.operator_retry
+            }
+            Err(e) => {
+                let delay = jitter(backoff.next_delay());
+                log::warn!("{tag} cannot connect: {e}; retrying in {:.1}s", delay.as_secs_f64());
+                report(Update::Disconnected(LastError::from(&e)));
+                delay
+            }
+        };
+        match stop.recv_timeout(delay) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
+}
+
+pub(crate) fn stopped(stop: &Receiver<()>) -> bool {
+    !matches!(stop.try_recv(), Err(TryRecvError::Empty))
+}
+
+/// An open long connection.
+pub(crate) struct Opened {
+    socket: Socket,
+    config: ClientConfig,
+    /// The URL's `service_id`, copied into every ping.
+    service: i32,
+}
+
+/// Runs [`connect`] on a short-lived helper thread. The HTTP and TLS calls
+/// need deep stacks; the pages they touch would stay resident for the life
+/// of the long-lived connection thread, so they are kept off it.
+fn connect_on_helper(
+    session: &Session,
+    api: &Api,
+    tag: &str,
+    bot_open_id: &mut Option<String>,
+) -> Result<Opened, ConnectError> {
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("feishu-connect".into())
+            .spawn_scoped(scope, || connect(session, api, tag, bot_open_id));
+        match helper {
+            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(e) => Err(ConnectError::Network(format!("cannot start a thread: {e}"))),
+        }
+    })
+}
+
+/// Endpoint call, bot identity (once), WebSocket handshake.
+fn connect(
+    session: &Session,
+    api: &Api,
+    tag: &str,
+    bot_open_id: &mut Option<String>,
+) -> Result<Opened, ConnectError> {
+    let creds = &session.creds;
+    let ep =
+        endpoint::fetch(api.http(), &creds.base_url, &creds.app_id, creds.app_secret.expose())?;
+    if bot_open_id.is_none() {
+        match api.bot_info(creds) {
+            Ok(bot) => {
+                log::info!("{tag} bot \"{}\" has open_id {}", bot.name, bot.open_id);
+                *bot_open_id = Some(bot.open_id);
+            }
+            Err(e) => log::warn!(
+                "{tag} cannot read the bot's identity ({e}); group @-mentions are matched loosely until it can"
+            ),
+        }
+    }
+    let socket = open_socket(&ep.url, session.tuning, session.transport)?;
+    log::info!(
+        "{tag} long connection open to {} (conn_id {}, ping every {}s)",
+        endpoint::safe_url(&ep.url),
+        endpoint::device_id(&ep.url),
+        ep.config.ping_interval.as_secs()
+    );
+    Ok(Opened { socket, config: ep.config, service: endpoint::service_id(&ep.url) })
+}

@@ -1,0 +1,127 @@
+//! Opening the WebSocket: TCP connect with a timeout, TLS, the WebSocket
+//! handshake, and the mapping of every failure to a [`ConnectError`] (the
+//! handshake's Feishu headers included). Also the socket-mode switches the
+//! session needs. Refuses `ws://` unless the operator allowed it.
+
+use std::io;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{HandshakeError, WebSocket};
+
+use super::super::endpoint::ConnectError;
+use super::{Transport, Tuning};
+
+/// The long connection's socket.
+pub type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+
+pub fn io_to_connect(e: io::Error) -> ConnectError {
+    ConnectError::network(e.to_string())
+}
+
+pub fn open_socket(
+    url: &str,
+    tuning: Tuning,
+    transport: Transport,
+) -> Result<Socket, ConnectError> {
+    let uri: tungstenite::http::Uri = url
+        .parse()
+        .map_err(|_| ConnectError::Protocol("endpoint returned an unparsable URL".into()))?;
+    let host =
+        uri.host().ok_or_else(|| ConnectError::Protocol("endpoint URL has no host".into()))?;
+    let tls = match uri.scheme_str() {
+        Some("wss") => true,
+        Some("ws") if transport == Transport::AllowPlain => false,
+        Some("ws") => {
+            return Err(ConnectError::Protocol(
+                "endpoint offered an unencrypted ws:// URL; refused (allowed only with FEISHU_BASE_URL)".into(),
+            ));
+        }
+        _ => return Err(ConnectError::Protocol("endpoint URL is not ws:// or wss://".into())),
+    };
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
+    let mut tcp = None;
+    for addr in (host, port).to_socket_addrs().map_err(io_to_connect)? {
+        match TcpStream::connect_timeout(&addr, tuning.connect_timeout) {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let tcp = tcp.ok_or_else(|| io_to_connect(last))?;
+    tcp.set_read_timeout(Some(tuning.connect_timeout)).map_err(io_to_connect)?;
+    tcp.set_write_timeout(Some(tuning.connect_timeout)).map_err(io_to_connect)?;
+    tcp.set_nodelay(true).map_err(io_to_connect)?;
+    // Small buffers that grow on demand: an idle connection should cost little memory.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(16 << 20))
+        .max_frame_size(Some(16 << 20));
+    let (mut socket, _) = tungstenite::client_tls_with_config(url, tcp, Some(config), None)
+        .map_err(|e| match e {
+            HandshakeError::Failure(tungstenite::Error::Http(resp)) => {
+                let header = |k: &str| {
+                    resp.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned)
+                };
+                ConnectError::Handshake {
+                    http: resp.status().as_u16(),
+                    status: header("handshake-status").and_then(|v| v.trim().parse().ok()),
+                    auth_code: header("handshake-autherrcode").and_then(|v| v.trim().parse().ok()),
+                    msg: header("handshake-msg").unwrap_or_default(),
+                }
+            }
+            HandshakeError::Failure(tungstenite::Error::Io(e)) => io_to_connect(e),
+            HandshakeError::Failure(tungstenite::Error::Tls(e)) => {
+                ConnectError::network(format!("TLS: {e}"))
+            }
+            HandshakeError::Failure(other) => {
+                ConnectError::Protocol(format!("WebSocket handshake: {other}"))
+            }
+            HandshakeError::Interrupted(_) => {
+                ConnectError::Network("WebSocket handshake timed out".into())
+            }
+        })?;
+    set_read_timeout(&mut socket, tuning.tick).map_err(io_to_connect)?;
+    Ok(socket)
+}
+
+pub fn set_read_timeout(socket: &mut Socket, d: Duration) -> io::Result<()> {
+    match socket.get_mut() {
+        MaybeTlsStream::Plain(s) => s.set_read_timeout(Some(d)),
+        MaybeTlsStream::NativeTls(s) => s.get_mut().set_read_timeout(Some(d)),
+        _ => Ok(()),
+    }
+}
+
+pub fn set_nonblocking(socket: &mut Socket, on: bool) -> io::Result<()> {
+    match socket.get_mut() {
+        MaybeTlsStream::Plain(s) => s.set_nonblocking(on),
+        MaybeTlsStream::NativeTls(s) => s.get_mut().set_nonblocking(on),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_websocket_needs_the_override() {
+        let err =
+            open_socket("ws://127.0.0.1:9/ws/v2?ticket=t", Tuning::default(), Transport::TlsOnly)
+                .err();
+        assert!(
+            matches!(err, Some(ConnectError::Protocol(ref m)) if m.contains("unencrypted")),
+            "{err:?}"
+        );
+        let err =
+            open_socket("http://127.0.0.1:9/", Tuning::default(), Transport::AllowPlain).err();
+        assert!(matches!(err, Some(ConnectError::Protocol(_))), "{err:?}");
+    }
+}
