@@ -27,6 +27,10 @@ use crate::metrics;
 use crate::outbound::{ChannelRef, Channels, Outbound, Settings as OutboundSettings, TypingJob};
 use crate::render::Limits;
 use crate::systemd;
+use registry::{Known, Parsed, Step};
+
+mod registry;
+mod report;
 
 /// Signals the supervisor reacts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +93,7 @@ struct Running {
 
 struct Channel {
     /// The last config read, or why it is unusable.
-    config: Result<ChannelConfig, String>,
+    config: Parsed,
     state: State,
     since: u64,
     last_error: Option<LastError>,
@@ -260,13 +264,7 @@ impl Supervisor {
         }
         if now >= self.next_queue_sample {
             self.next_queue_sample = now + QUEUE_SAMPLE_EVERY;
-            let processing = contract::processing_key(&self.cfg.instance_id);
-            let keys = [contract::INBOUND, contract::OUTBOUND, processing.as_str(), contract::DEAD];
-            if let Ok(lens) = self.store.llens(&keys) {
-                for (name, len) in ["inbound", "outbound", "processing", "dead"].iter().zip(lens) {
-                    metrics::set("feishu_gateway_queue_length", &[("queue", name)], len as f64);
-                }
-            }
+            self.sample_queues();
         }
         let due: Vec<String> = self
             .channels
@@ -296,36 +294,8 @@ impl Supervisor {
         }
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + HEARTBEAT_EVERY;
-            let ids: Vec<&str> = self.channels.keys().map(String::as_str).collect();
-            let json = contract::heartbeat_json(
-                &self.cfg.instance_id,
-                std::process::id(),
-                self.started_at,
-                &ids,
-                now_ms(),
-            );
-            let result = self.store.write_heartbeat(&self.cfg.instance_id, &json);
-            self.note_redis(result.map(|_| ()));
+            self.write_heartbeat();
         }
-    }
-
-    /// Logs Redis reachability once per change, not once per attempt.
-    fn note_redis(&mut self, result: store::Result<()>) -> bool {
-        let ok = result.is_ok();
-        if self.redis_ok != Some(ok) {
-            match &result {
-                Ok(()) if self.redis_ok.is_some() => log::info!("Redis is reachable again"),
-                Ok(()) => log::info!("connected to Redis"),
-                Err(e) => log::error!(
-                    "Redis at {} is unreachable: {}; retrying in the background",
-                    self.cfg.redis_url_for_logs(),
-                    e
-                ),
-            }
-            self.redis_ok = Some(ok);
-            self.notify_status();
-        }
-        ok
     }
 
     /// Re-reads the config hash and reconciles. On failure retries with backoff.
@@ -352,46 +322,42 @@ impl Supervisor {
     }
 
     fn reconcile(&mut self, entries: Vec<(String, Vec<u8>)>) {
-        let mut parsed: BTreeMap<String, Result<ChannelConfig, String>> = entries
+        let parsed: BTreeMap<String, Parsed> = entries
             .into_iter()
             .map(|(id, raw)| (id.clone(), contract::parse_channel_config(&id, &raw)))
             .collect();
-        // One app, one channel: the running owner keeps it, else the lowest channel id.
-        let mut owner: HashMap<String, String> = HashMap::new();
-        for (id, ch) in &self.channels {
-            if let (Some(run), Some(Ok(new))) = (&ch.run, parsed.get(id))
-                && new.enabled
-                && new.app_id == run.config.app_id
-            {
-                owner.insert(new.app_id.clone(), id.clone());
+        let known: BTreeMap<String, Known> = self
+            .channels
+            .iter()
+            .map(|(id, ch)| {
+                let running = ch.run.as_ref().map(|r| &r.config);
+                (id.clone(), Known { running, restart_pending: ch.restart_at.is_some() })
+            })
+            .collect();
+        let steps = registry::plan(parsed, &known);
+        for (id, cfg, step) in steps {
+            match (cfg, step) {
+                (_, Step::Remove) => {
+                    log::info!(
+                        "[{id}] channel removed from the configuration; closing its connection"
+                    );
+                    self.stop(&id);
+                    self.channels.remove(&id);
+                    metrics::forget_channel(&id);
+                    let result = self.store.clear_status(&id, &self.cfg.instance_id);
+                    self.note_redis(result);
+                }
+                (None, Step::Reject(problem)) => {
+                    self.apply(&id, Err(problem.clone()), Step::Reject(problem))
+                }
+                (Some(c), step) => self.apply(&id, Ok(c), step),
+                (None, _) => {}
             }
-        }
-        for (id, cfg) in parsed.iter_mut() {
-            let Ok(c) = cfg else { continue };
-            if !c.enabled {
-                continue;
-            }
-            let holder = owner.entry(c.app_id.clone()).or_insert_with(|| id.clone());
-            if holder != id {
-                *cfg = Err(format!("app_id {} is already used by channel {holder}", c.app_id));
-            }
-        }
-        let removed: Vec<String> =
-            self.channels.keys().filter(|id| !parsed.contains_key(*id)).cloned().collect();
-        for id in removed {
-            log::info!("[{id}] channel removed from the configuration; closing its connection");
-            self.stop(&id);
-            self.channels.remove(&id);
-            metrics::forget_channel(&id);
-            let result = self.store.clear_status(&id, &self.cfg.instance_id);
-            self.note_redis(result);
-        }
-        for (id, cfg) in parsed {
-            self.apply(&id, cfg);
         }
     }
 
-    fn apply(&mut self, id: &str, cfg: Result<ChannelConfig, String>) {
+    /// Carries out one channel's step of the plan.
+    fn apply(&mut self, id: &str, cfg: Parsed, step: Step) {
         let ch = self.channels.entry(id.to_owned()).or_insert_with(|| Channel {
             config: Err(String::new()),
             state: State::Connecting,
@@ -411,26 +377,26 @@ impl Supervisor {
                 self.stop(id);
                 self.set_state(id, State::Error, Some(LastError::new("config_invalid", problem)));
             }
-            Ok(c) if !c.enabled => {
-                if !unchanged {
-                    log::info!("[{id} {}] channel disabled", c.app_id);
-                }
-                self.stop(id);
-                self.set_state(id, State::Disabled, None);
-            }
-            Ok(c) => {
-                let ch = self.channels.get_mut(id).expect("inserted above");
-                match &mut ch.run {
-                    Some(run) if run.config.needs_reconnect(&c) => {
-                        log::info!(
-                            "[{id} {}] credentials, keys or domain changed; reconnecting",
-                            c.app_id
-                        );
-                        self.stop(id);
-                        self.start(c);
+            Ok(c) => match step {
+                Step::Disable => {
+                    if !unchanged {
+                        log::info!("[{id} {}] channel disabled", c.app_id);
                     }
-                    Some(run) => {
-                        if run.config.routing != c.routing {
+                    self.stop(id);
+                    self.set_state(id, State::Disabled, None);
+                }
+                Step::Restart => {
+                    log::info!(
+                        "[{id} {}] credentials, keys or domain changed; reconnecting",
+                        c.app_id
+                    );
+                    self.stop(id);
+                    self.start(c);
+                }
+                Step::InPlace { routing_changed } => {
+                    let ch = self.channels.get_mut(id).expect("inserted above");
+                    if let Some(run) = &mut ch.run {
+                        if routing_changed {
                             log::info!(
                                 "[{id} {}] agent, project or group policy changed; applied in place",
                                 c.app_id
@@ -439,10 +405,10 @@ impl Supervisor {
                         }
                         run.config = c;
                     }
-                    None if ch.restart_at.is_some() => {}
-                    None => self.start(c),
                 }
-            }
+                Step::Start => self.start(c),
+                Step::AwaitRestart | Step::Remove | Step::Reject(_) => {}
+            },
         }
     }
 
@@ -552,91 +518,6 @@ impl Supervisor {
         let why = panic.unwrap_or_else(|| "the connection thread ended unexpectedly".into());
         log::error!("[{id}] connection thread failed: {why}; restarting this channel");
         self.set_state(id, State::Error, Some(LastError::new("internal_error", why)));
-    }
-
-    fn set_state(&mut self, id: &str, state: State, error: Option<LastError>) {
-        let Some(ch) = self.channels.get_mut(id) else { return };
-        if ch.state == state && ch.last_error == error {
-            return;
-        }
-        let app = ch.config.as_ref().map(|c| c.app_id.as_str()).unwrap_or("-");
-        if ch.state != state {
-            ch.since = now_ms();
-            match &error {
-                Some(e) => log::info!("[{id} {app}] {} ({})", state.as_str(), e.code),
-                None => log::info!("[{id} {app}] {}", state.as_str()),
-            }
-        }
-        ch.state = state;
-        ch.last_error = error;
-        for s in [
-            State::Connecting,
-            State::Connected,
-            State::Disconnected,
-            State::Error,
-            State::Disabled,
-        ] {
-            let v = if s == state { 1.0 } else { 0.0 };
-            metrics::set(
-                "feishu_gateway_channel_state",
-                &[("channel", id), ("state", s.as_str())],
-                v,
-            );
-        }
-        self.write_status(id);
-        self.notify_status();
-    }
-
-    fn write_status(&mut self, id: &str) {
-        let Some(ch) = self.channels.get(id) else { return };
-        let json = contract::status_json(&contract::Status {
-            channel_id: id,
-            app_id: ch.config.as_ref().ok().map(|c| c.app_id.as_str()),
-            state: ch.state,
-            since: ch.since,
-            last_event_at: ch.last_event_at,
-            last_error: ch.last_error.as_ref().map(|e| (e.code.as_str(), e.message.as_str())),
-            instance_id: &self.cfg.instance_id,
-            now_ms: now_ms(),
-        });
-        let connected = ch.state == State::Connected;
-        let result = self.store.write_status(
-            id,
-            &json,
-            connected,
-            &self.cfg.instance_id,
-            self.cfg.status_ttl,
-        );
-        self.note_redis(result.map(|_| ()));
-    }
-
-    /// Tells systemd how the channels are doing (`systemctl status` shows it).
-    fn notify_status(&self) {
-        if !self.ready {
-            return;
-        }
-        let count = |st: State| self.channels.values().filter(|c| c.state == st).count();
-        let mut line = format!(
-            "STATUS={} channel(s): {} connected",
-            self.channels.len(),
-            count(State::Connected)
-        );
-        let others = [
-            (State::Connecting, "connecting"),
-            (State::Disconnected, "disconnected"),
-            (State::Error, "in error"),
-            (State::Disabled, "disabled"),
-        ];
-        for (st, name) in others {
-            let n = count(st);
-            if n > 0 {
-                line.push_str(&format!(", {n} {name}"));
-            }
-        }
-        if self.redis_ok == Some(false) {
-            line.push_str("; Redis unreachable");
-        }
-        systemd::notify(&line);
     }
 
     /// Stops every channel, waits for the threads, reports and cleans up.

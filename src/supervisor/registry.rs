@@ -1,0 +1,231 @@
+//! Reconciling the channel registry with the config hash, as a pure plan:
+//! the configs read from Redis plus what runs now → for every channel one
+//! [`Step`] (start, restart, apply in place, stop as rejected or disabled,
+//! remove). The supervisor carries the plan out; the rules are tested here
+//! with literals.
+//!
+//! One app, one channel: when two enabled channels name the same app, the
+//! one already running it keeps it, else the lowest channel id; the other
+//! is rejected with a reason the operator can read.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::channel::ChannelConfig;
+
+/// A channel's config as read: usable, or why not.
+pub type Parsed = Result<ChannelConfig, String>;
+
+/// What the registry knows of a channel before the plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a> {
+    /// The config its connection thread runs with, if it runs.
+    pub running: Option<&'a ChannelConfig>,
+    /// Its thread failed and a restart is scheduled.
+    pub restart_pending: bool,
+}
+
+/// What to do with one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Gone from the config hash: stop it and forget it.
+    Remove,
+    /// Unusable config: stop it and report the reason as `error`.
+    Reject(String),
+    /// `enabled: false`: stop it and report `disabled`.
+    Disable,
+    /// Not running: start it.
+    Start,
+    /// Running with other credentials, keys or domain: reconnect.
+    Restart,
+    /// Running; only routing (agent, project, group policy) may have
+    /// changed, which applies without reconnecting.
+    InPlace { routing_changed: bool },
+    /// Its restart after a failure is scheduled already.
+    AwaitRestart,
+}
+
+/// The plan: one step per channel, removals first, then by channel id.
+pub fn plan(
+    configs: BTreeMap<String, Parsed>,
+    known: &BTreeMap<String, Known>,
+) -> Vec<(String, Option<ChannelConfig>, Step)> {
+    let configs = assign_apps(configs, known);
+    let mut out: Vec<(String, Option<ChannelConfig>, Step)> = known
+        .keys()
+        .filter(|id| !configs.contains_key(*id))
+        .map(|id| (id.clone(), None, Step::Remove))
+        .collect();
+    for (id, parsed) in configs {
+        let k = known.get(&id).copied().unwrap_or_default();
+        let (cfg, step) = match parsed {
+            Err(problem) => (None, Step::Reject(problem)),
+            Ok(c) if !c.enabled => (Some(c), Step::Disable),
+            Ok(c) => {
+                let step = match k.running {
+                    Some(run) if run.needs_reconnect(&c) => Step::Restart,
+                    Some(run) => Step::InPlace { routing_changed: run.routing != c.routing },
+                    None if k.restart_pending => Step::AwaitRestart,
+                    None => Step::Start,
+                };
+                (Some(c), step)
+            }
+        };
+        out.push((id, cfg, step));
+    }
+    out
+}
+
+/// Rejects every enabled channel whose app another channel holds.
+pub fn assign_apps(
+    mut configs: BTreeMap<String, Parsed>,
+    known: &BTreeMap<String, Known>,
+) -> BTreeMap<String, Parsed> {
+    // The running owner keeps its app.
+    let mut owner: HashMap<String, String> = HashMap::new();
+    for (id, k) in known {
+        if let (Some(run), Some(Ok(new))) = (k.running, configs.get(id))
+            && new.enabled
+            && new.app_id == run.app_id
+        {
+            owner.insert(new.app_id.clone(), id.clone());
+        }
+    }
+    // Else the lowest channel id (the map is ordered).
+    for (id, cfg) in configs.iter_mut() {
+        let Ok(c) = cfg else { continue };
+        if !c.enabled {
+            continue;
+        }
+        let holder = owner.entry(c.app_id.clone()).or_insert_with(|| id.clone());
+        if holder != id {
+            *cfg = Err(format!("app_id {} is already used by channel {holder}", c.app_id));
+        }
+    }
+    configs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::{Domain, GroupPolicy, Routing, Secret};
+
+    fn cfg(id: &str, app: &str, secret: &str) -> ChannelConfig {
+        ChannelConfig {
+            channel_id: id.into(),
+            enabled: true,
+            app_id: app.into(),
+            app_secret: Secret::new(secret),
+            encrypt_key: Secret::default(),
+            verification_token: Secret::default(),
+            domain: Domain::Feishu,
+            routing: Routing {
+                agent_id: None,
+                project_id: None,
+                group_policy: GroupPolicy::Mention,
+            },
+        }
+    }
+
+    fn configs(list: &[ChannelConfig]) -> BTreeMap<String, Parsed> {
+        list.iter().map(|c| (c.channel_id.clone(), Ok(c.clone()))).collect()
+    }
+
+    fn steps(p: Vec<(String, Option<ChannelConfig>, Step)>) -> Vec<(String, Step)> {
+        p.into_iter().map(|(id, _, s)| (id, s)).collect()
+    }
+
+    #[test]
+    fn new_channels_start() {
+        let p = plan(
+            configs(&[cfg("ch_a", "cli_a", "s"), cfg("ch_b", "cli_b", "s")]),
+            &BTreeMap::new(),
+        );
+        assert_eq!(steps(p), [("ch_a".into(), Step::Start), ("ch_b".into(), Step::Start)]);
+    }
+
+    #[test]
+    fn two_channels_on_one_app_the_lowest_id_wins() {
+        let p = plan(
+            configs(&[cfg("ch_b", "cli_x", "s"), cfg("ch_a", "cli_x", "s")]),
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            steps(p),
+            [
+                ("ch_a".into(), Step::Start),
+                (
+                    "ch_b".into(),
+                    Step::Reject("app_id cli_x is already used by channel ch_a".into())
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn two_channels_on_one_app_the_running_one_keeps_it() {
+        let running = cfg("ch_b", "cli_x", "s");
+        let known = BTreeMap::from([(
+            "ch_b".to_owned(),
+            Known { running: Some(&running), restart_pending: false },
+        )]);
+        let p = plan(configs(&[cfg("ch_a", "cli_x", "s"), cfg("ch_b", "cli_x", "s")]), &known);
+        assert_eq!(
+            steps(p),
+            [
+                (
+                    "ch_a".into(),
+                    Step::Reject("app_id cli_x is already used by channel ch_b".into())
+                ),
+                ("ch_b".into(), Step::InPlace { routing_changed: false }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_secret_reconnects_a_changed_agent_does_not() {
+        let running = cfg("ch_a", "cli_a", "old");
+        let known = BTreeMap::from([(
+            "ch_a".to_owned(),
+            Known { running: Some(&running), restart_pending: false },
+        )]);
+        let p = plan(configs(&[cfg("ch_a", "cli_a", "new")]), &known);
+        assert_eq!(steps(p), [("ch_a".into(), Step::Restart)]);
+        let mut agent = cfg("ch_a", "cli_a", "old");
+        agent.routing.agent_id = Some("ag_2".into());
+        let p = plan(configs(&[agent]), &known);
+        assert_eq!(steps(p), [("ch_a".into(), Step::InPlace { routing_changed: true })]);
+    }
+
+    #[test]
+    fn a_disabled_channel_stops_and_frees_its_app() {
+        let running = cfg("ch_a", "cli_x", "s");
+        let known = BTreeMap::from([(
+            "ch_a".to_owned(),
+            Known { running: Some(&running), restart_pending: false },
+        )]);
+        let mut off = cfg("ch_a", "cli_x", "s");
+        off.enabled = false;
+        let p = plan(configs(&[off, cfg("ch_b", "cli_x", "s")]), &known);
+        assert_eq!(steps(p), [("ch_a".into(), Step::Disable), ("ch_b".into(), Step::Start)]);
+    }
+
+    #[test]
+    fn removed_rejected_and_pending_restarts() {
+        let running = cfg("ch_gone", "cli_g", "s");
+        let known = BTreeMap::from([
+            ("ch_gone".to_owned(), Known { running: Some(&running), restart_pending: false }),
+            ("ch_crashed".to_owned(), Known { running: None, restart_pending: true }),
+        ]);
+        let mut all = configs(&[cfg("ch_crashed", "cli_c", "s")]);
+        all.insert("ch_bad".into(), Err("app_secret is missing or empty".into()));
+        let p = plan(all, &known);
+        assert_eq!(
+            steps(p),
+            [
+                ("ch_gone".into(), Step::Remove),
+                ("ch_bad".into(), Step::Reject("app_secret is missing or empty".into())),
+                ("ch_crashed".into(), Step::AwaitRestart),
+            ]
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! What the supervisor reports: channel states to the status keys (and
+//! the `feishu_gateway_channel_state` gauge), this instance's heartbeat,
+//! the queue-length gauges, Redis reachability in the log (once per
+//! change), and the `STATUS=` line `systemctl status` shows.
+
+use super::Supervisor;
+use crate::bridge::contract::{self, State};
+use crate::bridge::store;
+use crate::clock::now_ms;
+use crate::feishu::conn::LastError;
+use crate::metrics;
+use crate::systemd;
+
+impl Supervisor {
+    /// Logs Redis reachability once per change, not once per attempt.
+    pub(super) fn note_redis(&mut self, result: store::Result<()>) -> bool {
+        let ok = result.is_ok();
+        if self.redis_ok != Some(ok) {
+            match &result {
+                Ok(()) if self.redis_ok.is_some() => log::info!("Redis is reachable again"),
+                Ok(()) => log::info!("connected to Redis"),
+                Err(e) => log::error!(
+                    "Redis at {} is unreachable: {}; retrying in the background",
+                    self.cfg.redis_url_for_logs(),
+                    e
+                ),
+            }
+            self.redis_ok = Some(ok);
+            self.notify_status();
+        }
+        ok
+    }
+
+    pub(super) fn set_state(&mut self, id: &str, state: State, error: Option<LastError>) {
+        let Some(ch) = self.channels.get_mut(id) else { return };
+        if ch.state == state && ch.last_error == error {
+            return;
+        }
+        let app = ch.config.as_ref().map(|c| c.app_id.as_str()).unwrap_or("-");
+        if ch.state != state {
+            ch.since = now_ms();
+            match &error {
+                Some(e) => log::info!("[{id} {app}] {} ({})", state.as_str(), e.code),
+                None => log::info!("[{id} {app}] {}", state.as_str()),
+            }
+        }
+        ch.state = state;
+        ch.last_error = error;
+        for s in [
+            State::Connecting,
+            State::Connected,
+            State::Disconnected,
+            State::Error,
+            State::Disabled,
+        ] {
+            let v = if s == state { 1.0 } else { 0.0 };
+            metrics::set(
+                "feishu_gateway_channel_state",
+                &[("channel", id), ("state", s.as_str())],
+                v,
+            );
+        }
+        self.write_status(id);
+        self.notify_status();
+    }
+
+    pub(super) fn write_status(&mut self, id: &str) {
+        let Some(ch) = self.channels.get(id) else { return };
+        let json = contract::status_json(&contract::Status {
+            channel_id: id,
+            app_id: ch.config.as_ref().ok().map(|c| c.app_id.as_str()),
+            state: ch.state,
+            since: ch.since,
+            last_event_at: ch.last_event_at,
+            last_error: ch.last_error.as_ref().map(|e| (e.code.as_str(), e.message.as_str())),
+            instance_id: &self.cfg.instance_id,
+            now_ms: now_ms(),
+        });
+        let connected = ch.state == State::Connected;
+        let result = self.store.write_status(
+            id,
+            &json,
+            connected,
+            &self.cfg.instance_id,
+            self.cfg.status_ttl,
+        );
+        self.note_redis(result.map(|_| ()));
+    }
+
+    /// Tells systemd how the channels are doing (`systemctl status` shows it).
+    pub(super) fn notify_status(&self) {
+        if !self.ready {
+            return;
+        }
+        let states: Vec<State> = self.channels.values().map(|c| c.state).collect();
+        systemd::notify(&status_line(&states, self.redis_ok == Some(false)));
+    }
+
+    /// Writes this instance's heartbeat key.
+    pub(super) fn write_heartbeat(&mut self) {
+        let ids: Vec<&str> = self.channels.keys().map(String::as_str).collect();
+        let json = contract::heartbeat_json(
+            &self.cfg.instance_id,
+            std::process::id(),
+            self.started_at,
+            &ids,
+            now_ms(),
+        );
+        let result = self.store.write_heartbeat(&self.cfg.instance_id, &json);
+        self.note_redis(result.map(|_| ()));
+    }
+
+    /// Samples the lengths of the Redis lists into gauges.
+    pub(super) fn sample_queues(&mut self) {
+        let processing = contract::processing_key(&self.cfg.instance_id);
+        let keys = [contract::INBOUND, contract::OUTBOUND, processing.as_str(), contract::DEAD];
+        if let Ok(lens) = self.store.llens(&keys) {
+            for (name, len) in ["inbound", "outbound", "processing", "dead"].iter().zip(lens) {
+                metrics::set("feishu_gateway_queue_length", &[("queue", name)], len as f64);
+            }
+        }
+    }
+}
+
+/// The systemd `STATUS=` line for channels in `states`.
+pub fn status_line(states: &[State], redis_down: bool) -> String {
+    let count = |st: State| states.iter().filter(|s| **s == st).count();
+    let mut line =
+        format!("STATUS={} channel(s): {} connected", states.len(), count(State::Connected));
+    let others = [
+        (State::Connecting, "connecting"),
+        (State::Disconnected, "disconnected"),
+        (State::Error, "in error"),
+        (State::Disabled, "disabled"),
+    ];
+    for (st, name) in others {
+        let n = count(st);
+        if n > 0 {
+            line.push_str(&format!(", {n} {name}"));
+        }
+    }
+    if redis_down {
+        line.push_str("; Redis unreachable");
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_systemd_status_line() {
+        assert_eq!(status_line(&[], false), "STATUS=0 channel(s): 0 connected");
+        let states = [State::Connected, State::Error, State::Connected, State::Disabled];
+        assert_eq!(
+            status_line(&states, true),
+            "STATUS=4 channel(s): 2 connected, 1 in error, 1 disabled; Redis unreachable"
+        );
+        assert_eq!(
+            status_line(&[State::Connecting, State::Disconnected], false),
+            "STATUS=2 channel(s): 0 connected, 1 connecting, 1 disconnected"
+        );
+    }
+}
