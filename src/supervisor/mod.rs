@@ -8,7 +8,6 @@
 
 use crossbeam_channel::{Receiver, Sender, bounded, select, tick};
 use std::collections::{BTreeMap, HashMap};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -19,18 +18,18 @@ use crate::bridge::watch::{self, WatchEvent};
 use crate::channel::ChannelConfig;
 use crate::clock::{Backoff, now_ms};
 use crate::config::Config;
-use crate::feishu::api::{Api, AppCreds};
-use crate::feishu::conn::{self, InboundStore, LastError, Session, Transport, Tuning, Update};
+use crate::feishu::api::Api;
+use crate::feishu::conn::{self, InboundStore, LastError, Session, Tuning, Update};
 use crate::feishu::http::Http;
-use crate::inbound::InboundWriter;
 use crate::metrics;
-use crate::outbound::{ChannelRef, Channels, Outbound, Settings as OutboundSettings, TypingJob};
+use crate::outbound::{Channels, Outbound, Settings as OutboundSettings, TypingJob};
 use crate::render::Limits;
 use crate::systemd;
 use registry::{Known, Parsed, Step};
 
 mod registry;
 mod report;
+mod threads;
 
 /// Signals the supervisor reacts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,153 +409,5 @@ impl Supervisor {
                 Step::AwaitRestart | Step::Remove | Step::Reject(_) => {}
             },
         }
-    }
-
-    fn start(&mut self, cfg: ChannelConfig) {
-        let generation = self.next_gen;
-        self.next_gen += 1;
-        let id = cfg.channel_id.clone();
-        let base_url =
-            self.cfg.feishu_base_url.clone().unwrap_or_else(|| cfg.domain.base_url().to_owned());
-        let routing = Arc::new(RwLock::new(cfg.routing.clone()));
-        let session = Session {
-            channel_id: id.clone(),
-            creds: AppCreds {
-                base_url,
-                app_id: cfg.app_id.clone(),
-                app_secret: cfg.app_secret.clone(),
-            },
-            encrypt_key: cfg.encrypt_key.clone(),
-            verification_token: cfg.verification_token.clone(),
-            routing: routing.clone(),
-            max_message_age: self.cfg.max_message_age,
-            tuning: self.tuning,
-            transport: match self.cfg.feishu_base_url {
-                Some(_) => Transport::AllowPlain,
-                None => Transport::TlsOnly,
-            },
-        };
-        let writer = InboundWriter {
-            store: Store::new(self.client.clone()),
-            channel_id: id.clone(),
-            creds: session.creds.clone(),
-            dedup_ttl: self.cfg.dedup_ttl,
-            hint: self.cfg.unsupported_hint.clone(),
-            typing: self.typing.clone(),
-        };
-        self.published.write().expect("channels lock").insert(
-            id.clone(),
-            ChannelRef { app_id: cfg.app_id.clone(), creds: session.creds.clone() },
-        );
-        let (stop_tx, stop_rx) = bounded::<()>(1);
-        let (tx, api, thread_id, runner) =
-            (self.tx.clone(), self.api.clone(), id.clone(), self.runner);
-        let spawned = thread::Builder::new().name(format!("feishu-{id}")).spawn(move || {
-            let mut writer = writer;
-            let report = |update| {
-                let _ =
-                    tx.send(Event::Session { channel_id: thread_id.clone(), generation, update });
-            };
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                runner(&session, &api, &mut writer, &stop_rx, &report)
-            }));
-            let panic = result.err().map(|p| {
-                p.downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into())
-            });
-            let _ = tx.send(Event::Exited { channel_id: thread_id, generation, panic });
-        });
-        let ch = self.channels.get_mut(&id).expect("channel exists before start");
-        match spawned {
-            Ok(handle) => {
-                ch.run = Some(Running { generation, stop: stop_tx, handle, routing, config: cfg })
-            }
-            Err(e) => {
-                log::error!("[{id}] cannot start a thread: {e}; retrying");
-                ch.restart_at = Some(Instant::now() + PANIC_RESTART_DELAY);
-            }
-        }
-    }
-
-    /// Asks a channel's thread to stop; it is joined when it has exited.
-    fn stop(&mut self, id: &str) {
-        self.published.write().expect("channels lock").remove(id);
-        if let Some(run) = self.channels.get_mut(id).and_then(|c| c.run.take()) {
-            drop(run.stop);
-            self.stopping.insert(run.generation, run.handle);
-        }
-    }
-
-    fn on_update(&mut self, id: &str, generation: u64, update: Update) {
-        let Some(ch) = self.channels.get_mut(id) else { return };
-        if ch.run.as_ref().map(|r| r.generation) != Some(generation) {
-            return; // from a thread that is being stopped
-        }
-        match update {
-            Update::EventSeen(at) => ch.last_event_at = Some(at),
-            Update::Connecting => self.set_state(id, State::Connecting, None),
-            Update::Connected => self.set_state(id, State::Connected, None),
-            Update::Disconnected(e) => self.set_state(id, State::Disconnected, Some(e)),
-            Update::Error(e) => self.set_state(id, State::Error, Some(e)),
-        }
-    }
-
-    fn on_exit(&mut self, id: &str, generation: u64, panic: Option<String>) {
-        if let Some(handle) = self.stopping.remove(&generation) {
-            let _ = handle.join();
-            return;
-        }
-        let Some(ch) = self.channels.get_mut(id) else { return };
-        if ch.run.as_ref().map(|r| r.generation) != Some(generation) {
-            return;
-        }
-        let run = ch.run.take().expect("checked above");
-        let _ = run.handle.join();
-        ch.restart_at = Some(Instant::now() + PANIC_RESTART_DELAY);
-        let why = panic.unwrap_or_else(|| "the connection thread ended unexpectedly".into());
-        log::error!("[{id}] connection thread failed: {why}; restarting this channel");
-        self.set_state(id, State::Error, Some(LastError::new("internal_error", why)));
-    }
-
-    /// Stops every channel, waits for the threads, reports and cleans up.
-    fn shutdown(&mut self) {
-        log::info!(
-            "shutting down: closing {} connection(s)",
-            self.channels.values().filter(|c| c.run.is_some()).count()
-        );
-        let ids: Vec<String> = self.channels.keys().cloned().collect();
-        for id in &ids {
-            self.stop(id);
-        }
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
-        while !self.stopping.is_empty() {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
-            match self.rx.recv_timeout(left) {
-                Ok(Event::Exited { generation, .. }) => {
-                    if let Some(h) = self.stopping.remove(&generation) {
-                        let _ = h.join();
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        if !self.stopping.is_empty() {
-            log::warn!("{} connection thread(s) did not stop in time", self.stopping.len());
-        }
-        let stopped = LastError::new(
-            "gateway_stopped",
-            format!("gateway instance {} stopped", self.cfg.instance_id),
-        );
-        for id in &ids {
-            let keep = matches!(self.channels.get(id), Some(c) if matches!(c.state, State::Error | State::Disabled));
-            if !keep {
-                self.set_state(id, State::Disconnected, Some(stopped.clone()));
-            }
-        }
-        let _ = self.store.delete_heartbeat(&self.cfg.instance_id);
-        log::info!("Feishu Gateway stopped");
     }
 }
