@@ -403,7 +403,7 @@ pub fn check(cfg: Result<Config, crate::config::ConfigError>) -> ExitCode {
                 lines.push(line(
                     false,
                     format!("{id}: config"),
-                    e,
+                    e.to_string(),
                     "fix the entry in AskTable (or `channel put`)",
                 ));
                 continue;

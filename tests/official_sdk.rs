@@ -104,7 +104,7 @@ fn the_benchmarks_sdk_bridge_stores_what_the_gateway_stores_and_replies() {
             cmd.arg(format!("{root}/sim/official/lark_bridge.py"))
                 .arg(sim.base_url())
                 .arg(redis.url())
-                .arg(format!("{root}/src/bridge/inbound.lua"));
+                .arg(format!("{root}/src/bridge/contract/inbound.lua"));
             Gateway::spawn(cmd, "READY", SECS(60))
         };
         assert!(sim.wait_connections(app, 1, SECS(30)), "{subject}: {}", running.log());

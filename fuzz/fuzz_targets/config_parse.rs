@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
                 && let Some(secret) = v.get("app_secret").and_then(|s| s.as_str())
                 && secret.len() >= 8
             {
-                assert!(!e.contains(secret), "secret echoed in {e}");
+                assert!(!e.to_string().contains(secret), "secret echoed in {e}");
             }
         }
     }

@@ -323,7 +323,10 @@ impl Supervisor {
     fn reconcile(&mut self, entries: Vec<(String, Vec<u8>)>) {
         let parsed: BTreeMap<String, Parsed> = entries
             .into_iter()
-            .map(|(id, raw)| (id.clone(), contract::parse_channel_config(&id, &raw)))
+            .map(|(id, raw)| {
+                let parsed = contract::parse_channel_config(&id, &raw).map_err(|e| e.to_string());
+                (id.clone(), parsed)
+            })
             .collect();
         let known: BTreeMap<String, Known> = self
             .channels

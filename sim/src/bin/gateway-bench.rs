@@ -364,7 +364,7 @@ fn main() {
         gateway: a.gateway.clone(),
         python: a.python.clone(),
         bridge: root.join("official/lark_bridge.py"),
-        script: root.join("../src/bridge/inbound.lua"),
+        script: root.join("../src/bridge/contract/inbound.lua"),
     };
     assert!(s.gateway.exists(), "gateway binary {} not found", s.gateway.display());
     assert!(s.python.exists(), "{} not found: run .ci/install-deps", s.python.display());

@@ -1,0 +1,181 @@
+//! Channel config entries (`at:channel:config:feishu`, PROTOCOL.md
+//! "Channel configuration"): the JSON AskTable Server writes, parsed into a
+//! [`ChannelConfig`], and the entry `channel put` writes.
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Invalid, VERSION};
+use crate::channel::{ChannelConfig, Domain, GroupPolicy, Routing, Secret};
+
+/// A channel config entry as `channel put` writes it.
+pub struct NewChannel<'a> {
+    pub channel_id: &'a str,
+    pub app_id: &'a str,
+    pub app_secret: &'a str,
+    pub encrypt_key: &'a str,
+    pub verification_token: &'a str,
+    pub agent_id: Option<&'a str>,
+    pub project_id: Option<&'a str>,
+    pub domain: &'a str,
+    pub group_policy: &'a str,
+    pub enabled: bool,
+}
+
+pub fn channel_config_json(c: &NewChannel, now_ms: u64) -> String {
+    json!({
+        "schema": "at.channel.config", "v": VERSION, "ts": now_ms,
+        "channel_id": c.channel_id, "agent_id": c.agent_id, "project_id": c.project_id,
+        "enabled": c.enabled, "app_id": c.app_id, "app_secret": c.app_secret,
+        "encrypt_key": c.encrypt_key, "verification_token": c.verification_token,
+        "domain": c.domain, "group_policy": c.group_policy,
+    })
+    .to_string()
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    schema: Option<String>,
+    v: Option<i64>,
+    channel_id: Option<String>,
+    agent_id: Option<Value>,
+    project_id: Option<Value>,
+    enabled: Option<bool>,
+    app_id: Option<String>,
+    app_secret: Option<String>,
+    encrypt_key: Option<String>,
+    verification_token: Option<String>,
+    domain: Option<String>,
+    group_policy: Option<String>,
+}
+
+/// An id that the server may send as a string or a number.
+fn id_string(v: Option<Value>, field: &str) -> Result<Option<String>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(format!("{field} must be a string")),
+    }
+}
+
+/// Parses one field of the config hash. Errors are operator-readable and
+/// never contain a secret.
+pub fn parse_channel_config(field: &str, raw: &[u8]) -> Result<ChannelConfig, Invalid> {
+    parse(field, raw).map_err(Invalid)
+}
+
+fn parse(field: &str, raw: &[u8]) -> Result<ChannelConfig, String> {
+    let text = std::str::from_utf8(raw).map_err(|_| "config is not UTF-8".to_owned())?;
+    let raw: RawConfig =
+        serde_json::from_str(text).map_err(|e| format!("config is not valid JSON: {e}"))?;
+    if let Some(schema) = raw.schema.as_deref().filter(|s| *s != "at.channel.config") {
+        return Err(format!("unknown schema {schema:?} (expected \"at.channel.config\")"));
+    }
+    if let Some(v) = raw.v.filter(|v| *v != VERSION) {
+        return Err(format!(
+            "unsupported contract version v={v} (this gateway speaks v={VERSION})"
+        ));
+    }
+    let channel_id = raw.channel_id.unwrap_or_else(|| field.to_owned());
+    if channel_id != field {
+        return Err(format!("channel_id {channel_id:?} differs from its hash field {field:?}"));
+    }
+    let required = |v: Option<String>, name: &str| match v.map(|s| s.trim().to_owned()) {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(format!("{name} is missing or empty")),
+    };
+    let app_id = required(raw.app_id, "app_id")?;
+    let app_secret = required(raw.app_secret, "app_secret")?;
+    let domain = match raw.domain.as_deref().map(str::trim) {
+        None | Some("") | Some("feishu") => Domain::Feishu,
+        Some("lark") => Domain::Lark,
+        Some(url) if url.starts_with("https://") && url.len() > "https://".len() => {
+            Domain::Custom(url.trim_end_matches('/').to_owned())
+        }
+        Some(other) => {
+            return Err(format!(
+                "domain {other:?} is not \"feishu\", \"lark\" or an https:// base URL"
+            ));
+        }
+    };
+    let group_policy = match raw.group_policy.as_deref() {
+        None | Some("") | Some("mention") => GroupPolicy::Mention,
+        Some("all") => GroupPolicy::All,
+        Some(other) => return Err(format!("group_policy {other:?} is not \"mention\" or \"all\"")),
+    };
+    Ok(ChannelConfig {
+        channel_id,
+        enabled: raw.enabled.unwrap_or(true),
+        app_id,
+        app_secret: Secret::new(app_secret),
+        encrypt_key: Secret::new(raw.encrypt_key.unwrap_or_default()),
+        verification_token: Secret::new(raw.verification_token.unwrap_or_default()),
+        domain,
+        routing: Routing {
+            agent_id: id_string(raw.agent_id, "agent_id")?,
+            project_id: id_string(raw.project_id, "project_id")?,
+            group_policy,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(json: &str) -> Result<ChannelConfig, String> {
+        parse_channel_config("ch_1", json.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = cfg(r#"{"app_id":"cli_a","app_secret":"s"}"#).unwrap();
+        assert!(c.enabled);
+        assert_eq!(c.channel_id, "ch_1");
+        assert_eq!(c.domain, Domain::Feishu);
+        assert_eq!(c.routing.group_policy, GroupPolicy::Mention);
+        assert!(c.encrypt_key.is_empty());
+    }
+
+    #[test]
+    fn full_config() {
+        let c = cfg(r#"{"schema":"at.channel.config","v":1,"ts":1,"channel_id":"ch_1","agent_id":"ag","project_id":7,
+            "enabled":false,"app_id":"cli_a","app_secret":"s","encrypt_key":"e","verification_token":"t",
+            "domain":"https://open.example.com/","group_policy":"all","extra":"ignored"}"#)
+        .unwrap();
+        assert!(!c.enabled);
+        assert_eq!(c.domain, Domain::Custom("https://open.example.com".into()));
+        assert_eq!(c.routing.project_id.as_deref(), Some("7"));
+        assert_eq!(c.routing.group_policy, GroupPolicy::All);
+        assert_eq!(
+            cfg(r#"{"app_id":"a","app_secret":"s","domain":"lark"}"#).unwrap().domain,
+            Domain::Lark
+        );
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong_without_secrets() {
+        let cases = [
+            (r#"{"app_id":"a""#, "not valid JSON"),
+            (r#"{"app_id":"a"}"#, "app_secret is missing"),
+            (r#"{"app_id":" ","app_secret":"topsecret"}"#, "app_id is missing"),
+            (r#"{"app_id":"a","app_secret":"topsecret","v":2}"#, "v=2"),
+            (r#"{"app_id":"a","app_secret":"topsecret","schema":"x"}"#, "unknown schema"),
+            (r#"{"app_id":"a","app_secret":"topsecret","channel_id":"ch_2"}"#, "differs"),
+            (r#"{"app_id":"a","app_secret":"topsecret","domain":"http://x"}"#, "domain"),
+            (r#"{"app_id":"a","app_secret":"topsecret","group_policy":"some"}"#, "group_policy"),
+            (r#"{"app_id":"a","app_secret":"topsecret","agent_id":[1]}"#, "agent_id"),
+            (r#"{"app_id":5,"app_secret":"topsecret"}"#, "not valid JSON"),
+        ];
+        for (json, want) in cases {
+            let err = cfg(json).unwrap_err();
+            assert!(err.contains(want), "{json}: {err}");
+            assert!(!err.contains("topsecret"), "{err}");
+        }
+        assert_eq!(
+            parse_channel_config("c", &[0xff]).unwrap_err().to_string(),
+            "config is not UTF-8"
+        );
+    }
+}

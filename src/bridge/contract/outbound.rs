@@ -1,0 +1,231 @@
+//! Outbound items (`at:channel:outbound:feishu`, PROTOCOL.md "Outbound"):
+//! parsed and validated into an [`Outbound`] (an invalid one's reason is
+//! its dead letter), the dead-letter value, and the hash the gateway
+//! derives idempotency keys from.
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Invalid, VERSION};
+
+/// How an outbound item is meant to be shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The complete answer.
+    Final,
+    /// The answer so far; later items update the same card.
+    Progress,
+}
+
+/// A validated outbound item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub id: String,
+    pub channel_id: String,
+    pub in_reply_to: Option<String>,
+    pub message_id: Option<String>,
+    pub chat_id: Option<String>,
+    pub reply_in_thread: bool,
+    pub kind: Kind,
+    /// Markdown to show (for `status: "error"`, the error message or an apology).
+    pub text: String,
+    pub links: Vec<crate::render::Link>,
+    pub is_error: bool,
+}
+
+impl Outbound {
+    /// The key that orders replies: items with the same lane key are handled
+    /// in order by one worker.
+    pub fn lane_key(&self) -> &str {
+        self.chat_id.as_deref().or(self.message_id.as_deref()).unwrap_or(&self.channel_id)
+    }
+}
+
+/// The reply shown for `status: "error"` items without a message.
+pub const APOLOGY: &str = "抱歉，处理您的问题时出错了，请稍后再试。Sorry, something went wrong while answering; please try again later.";
+
+#[derive(Deserialize)]
+struct RawOutbound {
+    schema: Option<String>,
+    v: Option<i64>,
+    id: Option<String>,
+    channel_id: Option<String>,
+    in_reply_to: Option<String>,
+    #[serde(default)]
+    target: RawTarget,
+    kind: Option<String>,
+    status: Option<String>,
+    #[serde(default)]
+    content: RawContent,
+    error: Option<RawError>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawTarget {
+    message_id: Option<String>,
+    chat_id: Option<String>,
+    #[serde(default)]
+    reply_in_thread: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct RawContent {
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    attachments: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    message: Option<String>,
+}
+
+/// Parses and validates one outbound item; the error is the dead-letter reason.
+pub fn parse_outbound(raw: &str) -> Result<Outbound, Invalid> {
+    parse(raw).map_err(Invalid)
+}
+
+fn parse(raw: &str) -> Result<Outbound, String> {
+    let r: RawOutbound = serde_json::from_str(raw).map_err(|e| format!("invalid JSON: {e}"))?;
+    match r.schema.as_deref() {
+        Some("at.channel.outbound") => {}
+        other => {
+            return Err(format!("unknown schema {other:?} (expected \"at.channel.outbound\")"));
+        }
+    }
+    if r.v != Some(VERSION) {
+        return Err(format!(
+            "unsupported contract version v={:?} (this gateway speaks v={VERSION})",
+            r.v
+        ));
+    }
+    let nonempty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+    let id = nonempty(r.id).ok_or("id is missing")?;
+    if id.chars().count() > 64 {
+        return Err("id is longer than 64 characters".into());
+    }
+    let channel_id = nonempty(r.channel_id).ok_or("channel_id is missing")?;
+    let (message_id, chat_id) = (nonempty(r.target.message_id), nonempty(r.target.chat_id));
+    if message_id.is_none() && chat_id.is_none() {
+        return Err("target has neither message_id nor chat_id".into());
+    }
+    let kind = match r.kind.as_deref() {
+        None | Some("final") => Kind::Final,
+        Some("progress") => Kind::Progress,
+        Some(other) => return Err(format!("unknown kind {other:?}")),
+    };
+    let in_reply_to = nonempty(r.in_reply_to);
+    if kind == Kind::Progress && in_reply_to.is_none() {
+        return Err("a progress item needs in_reply_to".into());
+    }
+    let is_error = match r.status.as_deref() {
+        None | Some("ok") => false,
+        Some("error") => true,
+        Some(other) => return Err(format!("unknown status {other:?}")),
+    };
+    let text = if is_error {
+        r.error.and_then(|e| nonempty(e.message)).unwrap_or_else(|| APOLOGY.to_owned())
+    } else {
+        r.content.text
+    };
+    let links: Vec<crate::render::Link> = r
+        .content
+        .attachments
+        .iter()
+        .filter_map(|a| {
+            let info = a.get("info").unwrap_or(a);
+            let s = |k: &str| info.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let (name, url) = (s("name"), s("url"));
+            (!name.is_empty() || !url.is_empty()).then(|| crate::render::Link {
+                name: if name.is_empty() { url.clone() } else { name },
+                url,
+            })
+        })
+        .collect();
+    if !is_error && text.trim().is_empty() && links.is_empty() {
+        return Err("content.text is empty".into());
+    }
+    Ok(Outbound {
+        id,
+        channel_id,
+        in_reply_to,
+        message_id,
+        chat_id,
+        reply_in_thread: r.target.reply_in_thread,
+        kind,
+        text,
+        links,
+        is_error,
+    })
+}
+
+/// 32 hex characters of SHA-256: a short, stable id derived from `s`.
+pub fn short_hash(s: &str) -> String {
+    openssl::sha::sha256(s.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A dead letter: why, and the raw item as received.
+pub fn dead_letter_json(reason: &str, raw: &str, now_ms: u64) -> String {
+    json!({ "ts": now_ms, "reason": reason, "item": raw }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_items_are_validated() {
+        let ok = r#"{"schema":"at.channel.outbound","v":1,"id":"o1","ts":1,"channel_id":"ch","in_reply_to":"feishu:a:om",
+            "target":{"message_id":"om_1","chat_id":"oc_1","reply_in_thread":true},"kind":"final","status":"ok",
+            "content":{"text":"**x**","attachments":[{"type":"link","info":{"name":"f.xlsx","url":"https://f"}}]},"error":null}"#;
+        let o = parse_outbound(ok).unwrap();
+        assert_eq!(o.id, "o1");
+        assert!(o.reply_in_thread && !o.is_error);
+        assert_eq!(
+            o.links,
+            vec![crate::render::Link { name: "f.xlsx".into(), url: "https://f".into() }]
+        );
+        assert_eq!(o.lane_key(), "oc_1");
+        let err = r#"{"schema":"at.channel.outbound","v":1,"id":"o2","channel_id":"ch","target":{"chat_id":"oc"},
+            "status":"error","error":{"code":"E1","message":"数据源不可用"}}"#;
+        let o = parse_outbound(err).unwrap();
+        assert!(o.is_error);
+        assert_eq!(o.text, "数据源不可用");
+        let err = r#"{"schema":"at.channel.outbound","v":1,"id":"o2","channel_id":"ch","target":{"chat_id":"oc"},"status":"error"}"#;
+        assert_eq!(parse_outbound(err).unwrap().text, APOLOGY);
+        let cases = [
+            ("{", "invalid JSON"),
+            (r#"{"schema":"x","v":1}"#, "unknown schema"),
+            (r#"{"schema":"at.channel.outbound","v":2}"#, "v=Some(2)"),
+            (
+                r#"{"schema":"at.channel.outbound","v":1,"channel_id":"c","target":{"chat_id":"oc"}}"#,
+                "id is missing",
+            ),
+            (
+                r#"{"schema":"at.channel.outbound","v":1,"id":"i","target":{"chat_id":"oc"}}"#,
+                "channel_id is missing",
+            ),
+            (
+                r#"{"schema":"at.channel.outbound","v":1,"id":"i","channel_id":"c","content":{"text":"x"}}"#,
+                "neither",
+            ),
+            (
+                r#"{"schema":"at.channel.outbound","v":1,"id":"i","channel_id":"c","target":{"chat_id":"oc"},"kind":"progress","content":{"text":"x"}}"#,
+                "in_reply_to",
+            ),
+            (
+                r#"{"schema":"at.channel.outbound","v":1,"id":"i","channel_id":"c","target":{"chat_id":"oc"},"content":{"text":" "}}"#,
+                "empty",
+            ),
+        ];
+        for (raw, want) in cases {
+            let e = parse_outbound(raw).unwrap_err().to_string();
+            assert!(e.contains(want), "{raw}: {e}");
+        }
+        let long = format!(
+            r#"{{"schema":"at.channel.outbound","v":1,"id":"{}","channel_id":"c","target":{{"chat_id":"oc"}},"content":{{"text":"x"}}}}"#,
+            "x".repeat(65)
+        );
+        assert!(parse_outbound(&long).unwrap_err().to_string().contains("64"));
+    }
+}
