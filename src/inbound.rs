@@ -14,7 +14,7 @@ use crate::bridge::store::{InboundItem, Store};
 use crate::channel::Routing;
 use crate::clock::now_ms;
 use crate::feishu::api::AppCreds;
-use crate::feishu::conn::InboundStore;
+use crate::feishu::conn::{InboundStore, StoreError, Stored};
 use crate::feishu::event::{Message, NonText};
 use crate::outbound::TypingJob;
 
@@ -32,7 +32,11 @@ pub struct InboundWriter {
 }
 
 impl InboundStore for InboundWriter {
-    fn store(&mut self, messages: &[&Message], routing: &Routing) -> Result<Vec<bool>, String> {
+    fn store(
+        &mut self,
+        messages: &[&Message],
+        routing: &Routing,
+    ) -> Result<Vec<Stored>, StoreError> {
         let now = now_ms();
         let app_id = &self.creds.app_id;
         let items: Vec<InboundItem> = messages
@@ -43,12 +47,14 @@ impl InboundStore for InboundWriter {
                 json: contract::inbound_item(&self.channel_id, app_id, routing, m, now),
             })
             .collect();
-        let fresh = self
+        let fresh: Vec<Stored> = self
             .store
-            .push_unique(contract::INBOUND, &items, self.dedup_ttl)
-            .map_err(|e| e.to_string())?;
+            .push_unique(contract::INBOUND, &items, self.dedup_ttl)?
+            .into_iter()
+            .map(|new| if new { Stored::New } else { Stored::Duplicate })
+            .collect();
         if let Some(typing) = &self.typing {
-            for (m, _) in messages.iter().zip(&fresh).filter(|(_, f)| **f) {
+            for (m, _) in messages.iter().zip(&fresh).filter(|(_, f)| **f == Stored::New) {
                 // Cosmetic: when the typing thread is behind, skip it.
                 let _ = typing.try_send(TypingJob {
                     creds: self.creds.clone(),
@@ -60,7 +66,7 @@ impl InboundStore for InboundWriter {
         Ok(fresh)
     }
 
-    fn store_hint(&mut self, m: &NonText) -> Result<(), String> {
+    fn store_hint(&mut self, m: &NonText) -> Result<(), StoreError> {
         if self.hint.is_empty() {
             return Ok(());
         }
@@ -70,6 +76,6 @@ impl InboundStore for InboundWriter {
         self.store
             .push_unique(contract::OUTBOUND, &[item], self.dedup_ttl)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(StoreError::from)
     }
 }

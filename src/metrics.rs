@@ -13,6 +13,32 @@ use std::time::Duration;
 
 use crate::clock::now_ms;
 
+// Every metric's name, in one place: a typo does not compile, and the
+// architecture test checks that each has a call site.
+
+/// Gauge: 1 for the channel's current state (labels `channel`, `state`).
+pub const CHANNEL_STATE: &str = "feishu_gateway_channel_state";
+/// Gauge: seconds since the channel's connection last received a frame.
+pub const LAST_FRAME_AGE: &str = "feishu_gateway_last_frame_age_seconds";
+/// Counter: long connections lost and reopened (label `channel`).
+pub const RECONNECTS: &str = "feishu_gateway_reconnects_total";
+/// Counter: Feishu events by outcome (labels `channel`, `outcome`).
+pub const INBOUND_EVENTS: &str = "feishu_gateway_inbound_events_total";
+/// Counter: acknowledgements sent to Feishu (label `code`).
+pub const ACKS: &str = "feishu_gateway_acks_total";
+/// Counter: outbound items by outcome (label `outcome`).
+pub const OUTBOUND_ITEMS: &str = "feishu_gateway_outbound_items_total";
+/// Counter: Feishu REST errors (label `code`).
+pub const FEISHU_ERRORS: &str = "feishu_gateway_feishu_errors_total";
+/// Counter: Feishu REST calls retried.
+pub const OUTBOUND_RETRIES: &str = "feishu_gateway_outbound_retries_total";
+/// Counter: tenant tokens fetched.
+pub const TOKEN_REFRESHES: &str = "feishu_gateway_token_refreshes_total";
+/// Gauge: length of the Redis lists (label `queue`).
+pub const QUEUE_LENGTH: &str = "feishu_gateway_queue_length";
+/// Gauge: 1 while the main loop is alive and Redis reachable.
+pub const UP: &str = "feishu_gateway_up";
+
 struct Registry {
     counters: Mutex<BTreeMap<(&'static str, String), u64>>,
     gauges: Mutex<BTreeMap<(&'static str, String), f64>>,
@@ -83,36 +109,57 @@ pub fn main_loop_alive(redis_ok: bool) {
     registry().redis_ok.store(redis_ok, Ordering::Relaxed);
 }
 
+/// Why `/healthz` answers 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unhealthy {
+    /// The main loop has not gone round for this many milliseconds.
+    Stalled(u64),
+    /// The main loop's last Redis call failed.
+    RedisUnreachable,
+}
+
+impl std::fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unhealthy::Stalled(ms) => write!(f, "main loop stalled for {ms} ms"),
+            Unhealthy::RedisUnreachable => f.write_str("Redis is unreachable"),
+        }
+    }
+}
+
+impl std::error::Error for Unhealthy {}
+
 /// Healthy: the main loop went round within 5 s and Redis answers.
-pub fn healthy() -> Result<(), String> {
+pub fn healthy() -> Result<(), Unhealthy> {
     let r = registry();
     let age = now_ms().saturating_sub(r.alive.load(Ordering::Relaxed));
     if age > 5000 {
-        return Err(format!("main loop stalled for {} ms", age));
+        return Err(Unhealthy::Stalled(age));
     }
     if !r.redis_ok.load(Ordering::Relaxed) {
-        return Err("Redis is unreachable".into());
+        return Err(Unhealthy::RedisUnreachable);
     }
     Ok(())
 }
 
 const HELP: &[(&str, &str, &str)] = &[
-    ("feishu_gateway_channel_state", "gauge", "1 for the channel's current state"),
-    (
-        "feishu_gateway_last_frame_age_seconds",
-        "gauge",
-        "seconds since the channel's connection last received a frame",
-    ),
-    ("feishu_gateway_reconnects_total", "counter", "long connections lost and reopened"),
-    ("feishu_gateway_inbound_events_total", "counter", "Feishu events by outcome"),
-    ("feishu_gateway_acks_total", "counter", "acknowledgements sent to Feishu by code"),
-    ("feishu_gateway_outbound_items_total", "counter", "outbound items by outcome"),
-    ("feishu_gateway_feishu_errors_total", "counter", "Feishu REST errors by code"),
-    ("feishu_gateway_outbound_retries_total", "counter", "Feishu REST calls retried"),
-    ("feishu_gateway_token_refreshes_total", "counter", "tenant tokens fetched"),
-    ("feishu_gateway_queue_length", "gauge", "length of the Redis lists"),
-    ("feishu_gateway_up", "gauge", "1 while the main loop is alive and Redis reachable"),
+    (CHANNEL_STATE, "gauge", "1 for the channel's current state"),
+    (LAST_FRAME_AGE, "gauge", "seconds since the channel's connection last received a frame"),
+    (RECONNECTS, "counter", "long connections lost and reopened"),
+    (INBOUND_EVENTS, "counter", "Feishu events by outcome"),
+    (ACKS, "counter", "acknowledgements sent to Feishu by code"),
+    (OUTBOUND_ITEMS, "counter", "outbound items by outcome"),
+    (FEISHU_ERRORS, "counter", "Feishu REST errors by code"),
+    (OUTBOUND_RETRIES, "counter", "Feishu REST calls retried"),
+    (TOKEN_REFRESHES, "counter", "tenant tokens fetched"),
+    (QUEUE_LENGTH, "gauge", "length of the Redis lists"),
+    (UP, "gauge", "1 while the main loop is alive and Redis reachable"),
 ];
+
+/// Every declared metric, in exposition order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    HELP.iter().map(|(name, _, _)| *name)
+}
 
 /// The Prometheus text exposition.
 pub fn render() -> String {
@@ -126,7 +173,7 @@ pub fn render() -> String {
     }
     let now = now_ms();
     for (ch, t) in r.frames.lock().expect("metrics lock").iter() {
-        let name = "feishu_gateway_last_frame_age_seconds";
+        let name = LAST_FRAME_AGE;
         let age = now.saturating_sub(*t) as f64 / 1000.0;
         samples
             .entry(name)
@@ -134,7 +181,7 @@ pub fn render() -> String {
             .push(format!("{name}{} {age:.3}", labels(&[("channel", ch)])));
     }
     let up = if healthy().is_ok() { 1 } else { 0 };
-    samples.entry("feishu_gateway_up").or_default().push(format!("feishu_gateway_up {up}"));
+    samples.entry(UP).or_default().push(format!("{UP} {up}"));
     let mut out = String::new();
     for (name, kind, help) in HELP {
         if let Some(lines) = samples.get(name) {
@@ -192,9 +239,9 @@ mod tests {
 
     #[test]
     fn exposition_format() {
-        inc("feishu_gateway_acks_total", &[("code", "200")]);
-        add("feishu_gateway_acks_total", &[("code", "200")], 2);
-        set("feishu_gateway_channel_state", &[("channel", "c\"1"), ("state", "connected")], 1.0);
+        inc(ACKS, &[("code", "200")]);
+        add(ACKS, &[("code", "200")], 2);
+        set(CHANNEL_STATE, &[("channel", "c\"1"), ("state", "connected")], 1.0);
         frame_seen("c1");
         let out = render();
         assert!(out.contains("# TYPE feishu_gateway_acks_total counter\n"), "{out}");

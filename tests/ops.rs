@@ -83,6 +83,19 @@ fn metrics_move_with_traffic_and_health_follows_redis() {
         "feishu_gateway_queue_length{queue=\"inbound\"}"
     ) == Some(1.0)));
     assert_eq!(get(port, "/nope").0, 404);
+    // A lost connection is counted; then every declared metric has a series.
+    sim.drop_connections(APP);
+    assert!(wait_for(SECS(10), || metric(
+        &get(port, "/metrics").1,
+        "feishu_gateway_reconnects_total{channel=\"ch_m\"}"
+    ) == Some(1.0)));
+    let body = get(port, "/metrics").1;
+    for name in asktable_feishu_gateway::metrics::names() {
+        assert!(
+            body.contains(&format!("\n# TYPE {name} ")),
+            "{name} missing after traffic:\n{body}"
+        );
+    }
 
     redis.stop();
     assert!(

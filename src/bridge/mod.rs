@@ -2,6 +2,7 @@
 //! connection wrapper with the gateway's operations, and the config watcher.
 //! No other module touches Redis.
 
+/// Public for tests and fuzz targets (parsers, keys, JSON builders).
 pub mod contract;
-pub mod store;
-pub mod watch;
+pub(crate) mod store;
+pub(crate) mod watch;

@@ -96,11 +96,6 @@ impl Store {
         Ok(result?)
     }
 
-    /// `PING`, for health checks.
-    pub fn ping(&mut self) -> Result<()> {
-        self.with(|con, _| redis::cmd("PING").query(con))
-    }
-
     /// The server's `redis_version` (from `INFO server`).
     pub fn server_version(&mut self) -> Result<String> {
         self.with(|con, _| {
@@ -292,10 +287,6 @@ impl Store {
             let done: i64 = me.replace_if.key(key).arg(expected).arg(value).arg(ttl).invoke(con)?;
             Ok(done == 1)
         })
-    }
-
-    pub fn del(&mut self, key: &str) -> Result<()> {
-        self.with(|con, _| redis::cmd("DEL").arg(key).query(con))
     }
 
     pub fn set_ex(&mut self, key: &str, value: &str, ttl: u64) -> Result<()> {

@@ -42,6 +42,8 @@ impl fmt::Display for ApiError {
     }
 }
 
+impl std::error::Error for ApiError {}
+
 /// What a failed call means for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -168,7 +170,7 @@ impl Api {
                 rate_limit_reset: None,
             });
         }
-        crate::metrics::inc("feishu_gateway_token_refreshes_total", &[]);
+        crate::metrics::inc(crate::metrics::TOKEN_REFRESHES, &[]);
         let expire = reply.body.get("expire").and_then(Value::as_u64).unwrap_or(7200);
         // Feishu issues a new token only when the old one has < 30 min left:
         // refresh then, or at half-life for short-lived tokens.

@@ -202,6 +202,8 @@ impl fmt::Display for ConnectError {
     }
 }
 
+impl std::error::Error for ConnectError {}
+
 /// Asks Feishu for a WebSocket URL.
 pub fn fetch(
     http: &Http,

@@ -136,6 +136,8 @@ impl fmt::Display for EventError {
     }
 }
 
+impl std::error::Error for EventError {}
+
 #[derive(Deserialize)]
 struct Envelope {
     schema: Option<String>,

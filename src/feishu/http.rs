@@ -56,6 +56,8 @@ impl fmt::Display for HttpError {
     }
 }
 
+impl std::error::Error for HttpError {}
+
 /// A shared, cheaply cloneable HTTP client.
 #[derive(Clone)]
 pub struct Http {

@@ -3,11 +3,17 @@
 //! `frame`, `reassembly`, `event` and `crypto` do no I/O; `http`, `endpoint`,
 //! `api` and `conn` are the only code that reaches Feishu.
 
+/// `Api` appears in the supervisor test's substitute runner.
 pub mod api;
+/// `Session`, `Tuning`, `Update`, `InboundStore`: the runner's signature.
 pub mod conn;
+/// `encrypt`: the simulator-side tests build encrypted events with it.
 pub mod crypto;
-pub mod endpoint;
+pub(crate) mod endpoint;
+/// Parsed by the fuzz targets and property tests.
 pub mod event;
+/// Parsed by the fuzz targets and property tests.
 pub mod frame;
-pub mod http;
+pub(crate) mod http;
+/// Driven by the fuzz targets and property tests.
 pub mod reassembly;

@@ -61,6 +61,8 @@ impl fmt::Display for ReassemblyError {
     }
 }
 
+impl std::error::Error for ReassemblyError {}
+
 struct Partial {
     parts: Vec<Option<Vec<u8>>>,
     bytes: usize,

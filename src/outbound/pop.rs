@@ -228,7 +228,7 @@ impl Pop {
                 }
             }
             Err(reason) => {
-                metrics::inc("feishu_gateway_outbound_items_total", &[("outcome", "dead_letter")]);
+                metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "dead_letter")]);
                 log::warn!("outbound: item dead-lettered: {reason}");
                 let dead = contract::dead_letter_json(&reason.to_string(), &raw, now_ms());
                 if self.store.dead_letter(&dead, processing, &raw).is_err() {

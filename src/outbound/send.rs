@@ -96,14 +96,14 @@ impl Courier {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            metrics::inc("feishu_gateway_feishu_errors_total", &[("code", &e.code().to_string())]);
+            metrics::inc(metrics::FEISHU_ERRORS, &[("code", &e.code().to_string())]);
             match e.failure() {
                 Failure::Transient(wait) => {
                     let wait = wait.unwrap_or(backoff.current()).min(Duration::from_secs(60));
                     if Instant::now() + wait >= deadline {
                         return Err(Undelivered::GaveUp { window: self.retry_window, last: e });
                     }
-                    metrics::inc("feishu_gateway_outbound_retries_total", &[]);
+                    metrics::inc(metrics::OUTBOUND_RETRIES, &[]);
                     log::info!(
                         "outbound: item {} retrying in {:.1}s: {e}",
                         job.item.id,

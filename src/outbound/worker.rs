@@ -82,7 +82,7 @@ impl Worker {
     }
 
     fn dead(&mut self, job: &Job, reason: &Undelivered) {
-        metrics::inc("feishu_gateway_outbound_items_total", &[("outcome", "dead_letter")]);
+        metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "dead_letter")]);
         log::warn!(
             "outbound: item {} for channel {} dead-lettered: {reason}",
             job.item.id,
@@ -182,7 +182,7 @@ impl Worker {
         match result {
             Ok(shown) => {
                 if shown.is_some() {
-                    metrics::inc("feishu_gateway_outbound_items_total", &[("outcome", "progress")]);
+                    metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "progress")]);
                     self.coalescer.shown(irt, Instant::now());
                 }
                 self.done(&job.raw);
@@ -294,7 +294,7 @@ impl Worker {
         });
         match result {
             Ok(()) => {
-                metrics::inc("feishu_gateway_outbound_items_total", &[("outcome", "delivered")]);
+                metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "delivered")]);
                 log::info!(
                     "outbound: item {} delivered to {} ({} chat)",
                     job.item.id,

@@ -54,11 +54,7 @@ impl Supervisor {
             State::Disabled,
         ] {
             let v = if s == state { 1.0 } else { 0.0 };
-            metrics::set(
-                "feishu_gateway_channel_state",
-                &[("channel", id), ("state", s.as_str())],
-                v,
-            );
+            metrics::set(metrics::CHANNEL_STATE, &[("channel", id), ("state", s.as_str())], v);
         }
         self.write_status(id);
         self.notify_status();
@@ -116,7 +112,7 @@ impl Supervisor {
         let keys = [contract::INBOUND, contract::OUTBOUND, processing.as_str(), contract::DEAD];
         if let Ok(lens) = self.store.llens(&keys) {
             for (name, len) in ["inbound", "outbound", "processing", "dead"].iter().zip(lens) {
-                metrics::set("feishu_gateway_queue_length", &[("queue", name)], len as f64);
+                metrics::set(metrics::QUEUE_LENGTH, &[("queue", name)], len as f64);
             }
         }
     }

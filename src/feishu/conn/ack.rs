@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::super::event;
 use super::super::frame::Frame;
+use super::Stored;
 
 /// A complete event waiting for its ack.
 pub struct Pending {
@@ -42,12 +43,12 @@ pub fn questions(pending: &[Pending]) -> Vec<&event::Message> {
 }
 
 /// The ack code and metrics outcome of every event, in arrival order.
-/// `stored`: the store's answer for the questions in order (`true` new,
-/// `false` a duplicate), `None` when storing failed. `queue_hint` queues a
+/// `stored`: the store's answer for the questions in order, `None` when
+/// storing failed. `queue_hint` queues a
 /// hint reply and says whether it was queued; it is called in order.
 pub fn plan<'a>(
     works: impl IntoIterator<Item = &'a Work>,
-    stored: Option<&[bool]>,
+    stored: Option<&[Stored]>,
     mut queue_hint: impl FnMut(&event::NonText) -> bool,
 ) -> Vec<(u16, &'static str)> {
     let mut fresh = stored.map(|s| s.iter());
@@ -55,8 +56,8 @@ pub fn plan<'a>(
         .into_iter()
         .map(|work| match work {
             Work::Question(_) => match fresh.as_mut().and_then(Iterator::next) {
-                Some(true) => (200, "stored"),
-                Some(false) => (200, "duplicate"),
+                Some(Stored::New) => (200, "stored"),
+                Some(Stored::Duplicate) => (200, "duplicate"),
                 None => (500, "not_stored"),
             },
             Work::Hint(m) if queue_hint(m) => (200, "unsupported"),
@@ -94,7 +95,7 @@ mod tests {
     #[test]
     fn stored_and_duplicate_questions_get_200_in_arrival_order() {
         let works = [question(), Work::Skip("stale"), question(), question()];
-        let acks = plan(&works, Some(&[true, false, true]), |_| true);
+        let acks = plan(&works, Some(&[Stored::New, Stored::Duplicate, Stored::New]), |_| true);
         assert_eq!(acks, [(200, "stored"), (200, "stale"), (200, "duplicate"), (200, "stored")]);
     }
 
@@ -112,7 +113,7 @@ mod tests {
     fn hints_are_queued_in_order_and_a_failed_one_is_refused() {
         let works = [hint("om_1"), question(), hint("om_2")];
         let mut asked = Vec::new();
-        let acks = plan(&works, Some(&[true]), |m| {
+        let acks = plan(&works, Some(&[Stored::New]), |m| {
             asked.push(m.message_id.clone());
             m.message_id == "om_1"
         });

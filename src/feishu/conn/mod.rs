@@ -28,19 +28,31 @@ use transport::{Socket, open_socket};
 
 /// Where stored questions go (Redis in production).
 pub trait InboundStore {
-    /// Stores messages, each at most once, in one step. Per message
-    /// `true`: newly stored; `false`: a duplicate of one stored before.
-    /// `Err`: nothing was stored.
+    /// Stores messages, each at most once, in one step: one [`Stored`] per
+    /// message, in order. `Err`: nothing was stored.
     fn store(
         &mut self,
         messages: &[&event::Message],
         routing: &Routing,
-    ) -> Result<Vec<bool>, String>;
+    ) -> Result<Vec<Stored>, StoreError>;
 
     /// Queues the "only text is supported" reply for a non-text message
     /// (once per message). `Err`: nothing was queued.
-    fn store_hint(&mut self, message: &event::NonText) -> Result<(), String>;
+    fn store_hint(&mut self, message: &event::NonText) -> Result<(), StoreError>;
 }
+
+/// What storing one message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Newly stored.
+    New,
+    /// A duplicate of one stored before (a redelivery): not stored again.
+    Duplicate,
+}
+
+/// Why an [`InboundStore`] could not store: the store's own error (for
+/// Redis, `bridge::store::RedisError`), whose `Display` holds no secret.
+pub type StoreError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An error as shown in the status key's `last_error`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,10 +179,7 @@ pub fn run(
                 match conn.read_loop(opened) {
                     End::Stopped => return,
                     End::Lost(err) => {
-                        metrics::inc(
-                            "feishu_gateway_reconnects_total",
-                            &[("channel", &session.channel_id)],
-                        );
+                        metrics::inc(metrics::RECONNECTS, &[("channel", &session.channel_id)]);
                         log::warn!("{tag} long connection lost: {}; reconnecting", err.message);
                         report(Update::Disconnected(err));
                     }

@@ -16,7 +16,7 @@ use super::super::reassembly::{Limits, Reassembler};
 use super::ack::{self, Pending, Work};
 use super::liveness::Liveness;
 use super::transport::{Socket, set_nonblocking};
-use super::{End, InboundStore, LastError, Opened, Session, Update, stopped};
+use super::{End, InboundStore, LastError, Opened, Session, StoreError, Stored, Update, stopped};
 use crate::clock::{Backoff, now_ms};
 use crate::metrics;
 
@@ -234,7 +234,7 @@ impl Conn<'_> {
                     msg.message_id,
                     msg.sender.open_id.as_deref().unwrap_or("?"),
                     msg.chat_type,
-                    if *fresh { "stored" } else { "was already stored" },
+                    if *fresh == Stored::New { "stored" } else { "was already stored" },
                     msg.event_id
                 );
             }
@@ -261,14 +261,8 @@ impl Conn<'_> {
         });
         let channel = self.session.channel_id.as_str();
         for (p, (code, outcome)) in pending.drain(..).zip(acks) {
-            metrics::inc(
-                "feishu_gateway_inbound_events_total",
-                &[("channel", channel), ("outcome", outcome)],
-            );
-            metrics::inc(
-                "feishu_gateway_acks_total",
-                &[("code", if code == 200 { "200" } else { "500" })],
-            );
+            metrics::inc(metrics::INBOUND_EVENTS, &[("channel", channel), ("outcome", outcome)]);
+            metrics::inc(metrics::ACKS, &[("code", if code == 200 { "200" } else { "500" })]);
             let frame = ack::ack_frame(p.frame, code, p.received.elapsed());
             socket.send(WsMessage::Binary(frame.encode().into())).map_err(|e| {
                 End::Lost(LastError::new("connection_lost", format!("ack failed: {e}")))
@@ -278,7 +272,7 @@ impl Conn<'_> {
     }
 
     /// Stores with retries inside Feishu's 3 s ack budget.
-    fn store(&mut self, messages: &[&event::Message]) -> Result<Vec<bool>, String> {
+    fn store(&mut self, messages: &[&event::Message]) -> Result<Vec<Stored>, StoreError> {
         let deadline = Instant::now() + self.session.tuning.store_budget;
         let mut wait = Backoff::new(Duration::from_millis(50), Duration::from_millis(400));
         let routing = self.session.routing.read().expect("routing lock").clone();
