@@ -117,12 +117,12 @@ impl Outbound {
             None
         } else {
             let (tx, rx) = bounded::<TypingJob>(1024);
-            let t = typing::Typing {
-                emoji: settings.typing_reaction.clone(),
-                store: Store::new(client),
+            let t = typing::Typing::new(
+                settings.typing_reaction.clone(),
+                Store::new(client),
                 api,
                 budget,
-            };
+            );
             let stop = stop_rx.clone();
             let spawned =
                 thread::Builder::new().name("typing".into()).spawn(move || t.run(rx, stop));

@@ -24,13 +24,18 @@ pub struct TypingJob {
 
 /// The `typing` thread's state.
 pub struct Typing {
-    pub emoji: String,
-    pub store: Store,
-    pub api: Arc<Api>,
-    pub budget: Arc<Budget>,
+    emoji: String,
+    store: Store,
+    api: Arc<Api>,
+    budget: Arc<Budget>,
 }
 
 impl Typing {
+    /// Shows `emoji` (Feishu's emoji type) with calls paced by `budget`.
+    pub fn new(emoji: String, store: Store, api: Arc<Api>, budget: Arc<Budget>) -> Typing {
+        Typing { emoji, store, api, budget }
+    }
+
     /// Adds reactions until `rx` closes or `stop` fires.
     pub fn run(mut self, rx: Receiver<TypingJob>, stop: Receiver<()>) {
         loop {

@@ -130,6 +130,14 @@ mod tests {
         list.iter().map(|c| (c.channel_id.clone(), Ok(c.clone()))).collect()
     }
 
+    /// What the registry knows when `running` channels run.
+    fn known(running: &[ChannelConfig]) -> BTreeMap<String, Known<'_>> {
+        running
+            .iter()
+            .map(|c| (c.channel_id.clone(), Known { running: Some(c), restart_pending: false }))
+            .collect()
+    }
+
     fn steps(p: Vec<(String, Option<ChannelConfig>, Step)>) -> Vec<(String, Step)> {
         p.into_iter().map(|(id, _, s)| (id, s)).collect()
     }
@@ -163,11 +171,8 @@ mod tests {
 
     #[test]
     fn two_channels_on_one_app_the_running_one_keeps_it() {
-        let running = cfg("ch_b", "cli_x", "s");
-        let known = BTreeMap::from([(
-            "ch_b".to_owned(),
-            Known { running: Some(&running), restart_pending: false },
-        )]);
+        let running = [cfg("ch_b", "cli_x", "s")];
+        let known = known(&running);
         let p = plan(configs(&[cfg("ch_a", "cli_x", "s"), cfg("ch_b", "cli_x", "s")]), &known);
         assert_eq!(
             steps(p),
@@ -183,11 +188,8 @@ mod tests {
 
     #[test]
     fn a_changed_secret_reconnects_a_changed_agent_does_not() {
-        let running = cfg("ch_a", "cli_a", "old");
-        let known = BTreeMap::from([(
-            "ch_a".to_owned(),
-            Known { running: Some(&running), restart_pending: false },
-        )]);
+        let running = [cfg("ch_a", "cli_a", "old")];
+        let known = known(&running);
         let p = plan(configs(&[cfg("ch_a", "cli_a", "new")]), &known);
         assert_eq!(steps(p), [("ch_a".into(), Step::Restart)]);
         let mut agent = cfg("ch_a", "cli_a", "old");
@@ -198,11 +200,8 @@ mod tests {
 
     #[test]
     fn a_disabled_channel_stops_and_frees_its_app() {
-        let running = cfg("ch_a", "cli_x", "s");
-        let known = BTreeMap::from([(
-            "ch_a".to_owned(),
-            Known { running: Some(&running), restart_pending: false },
-        )]);
+        let running = [cfg("ch_a", "cli_x", "s")];
+        let known = known(&running);
         let mut off = cfg("ch_a", "cli_x", "s");
         off.enabled = false;
         let p = plan(configs(&[off, cfg("ch_b", "cli_x", "s")]), &known);

@@ -164,7 +164,7 @@ pub fn run(
             return;
         }
         let started = Instant::now();
-        let delay = match connect_on_helper(session, api, &tag, &mut bot_open_id) {
+        let delay = match on_helper(|| connect(session, api, &tag, &mut bot_open_id)) {
             Ok(opened) => {
                 report(Update::Connected);
                 let mut conn = Conn {
@@ -221,19 +221,16 @@ pub(crate) struct Opened {
     service: i32,
 }
 
-/// Runs [`connect`] on a short-lived helper thread. The HTTP and TLS calls
-/// need deep stacks; the pages they touch would stay resident for the life
-/// of the long-lived connection thread, so they are kept off it.
-fn connect_on_helper(
-    session: &Session,
-    api: &Api,
-    tag: &str,
-    bot_open_id: &mut Option<String>,
+/// Runs `connect` (see [`connect`]) on a short-lived helper thread. The
+/// HTTP and TLS calls need deep stacks; the pages they touch would stay
+/// resident for the life of the long-lived connection thread, so they are
+/// kept off it.
+fn on_helper(
+    connect: impl FnOnce() -> Result<Opened, ConnectError> + Send,
 ) -> Result<Opened, ConnectError> {
     std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new()
-            .name("feishu-connect".into())
-            .spawn_scoped(scope, || connect(session, api, tag, bot_open_id));
+        let helper =
+            std::thread::Builder::new().name("feishu-connect".into()).spawn_scoped(scope, connect);
         match helper {
             Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
             Err(e) => Err(ConnectError::Network(format!("cannot start a thread: {e}"))),
