@@ -1,0 +1,128 @@
+//! The REST side: the endpoint call handing out WebSocket URLs, tenant
+//! tokens, `/bot/v3/info`, and the IM routes (delegated to `im`).
+
+use serde_json::{Value, json};
+use std::time::Duration;
+
+use crate::http::{Request, Response};
+use crate::state::{App, Inner, State};
+use crate::{Fault, Route, rand_hex, rand_u64};
+
+pub(crate) fn rest(inner: &Inner, req: Request) -> Response {
+    inner.lock().requests.push(req.clone());
+    inner.changed.notify_all();
+    let body = req.json();
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/callback/ws/endpoint") => {
+            let (app_id, secret) = (s(&body, "AppID"), s(&body, "AppSecret"));
+            let mut st = inner.lock();
+            *st.endpoint_calls.entry(app_id.clone()).or_default() += 1;
+            match st.apps.get(&app_id) {
+                None => {
+                    Response::json(200, json!({"code": 1000040346, "msg": "app_id is invalid"}))
+                }
+                Some(app) if app.secret != secret => Response::json(
+                    200,
+                    json!({"code": 1000040345, "msg": "app_id or app_secret is invalid"}),
+                ),
+                Some(_) => {
+                    let (ticket, access_key) = (rand_hex(32), rand_hex(32));
+                    st.tickets.insert(ticket.clone(), app_id);
+                    st.issued.extend([ticket.clone(), access_key.clone()]);
+                    let url = format!(
+                        "{}/ws/v2?fpid=493&aid=552564&device_id={}&access_key={access_key}&service_id=33554678&ticket={ticket}",
+                        inner.ws_public,
+                        rand_u64() % 10_000_000_000,
+                    );
+                    Response::json(
+                        200,
+                        json!({"code": 0, "msg": "", "data": {"URL": url, "ClientConfig": inner.client_config()}}),
+                    )
+                }
+            }
+        }
+        ("POST", "/open-apis/auth/v3/tenant_access_token/internal") => {
+            let (app_id, secret) = (s(&body, "app_id"), s(&body, "app_secret"));
+            let mut st = inner.lock();
+            match st.apps.get(&app_id) {
+                Some(app) if app.secret == secret => {
+                    let token = format!("t-{}", rand_hex(40));
+                    st.tokens.insert(token.clone(), app_id);
+                    st.issued.push(token.clone());
+                    Response::json(
+                        200,
+                        json!({"code": 0, "msg": "ok", "tenant_access_token": token, "expire": inner.opts.token_expire}),
+                    )
+                }
+                _ => Response::json(200, json!({"code": 10014, "msg": "app secret invalid"})),
+            }
+        }
+        ("GET", "/open-apis/bot/v3/info") => {
+            let st = inner.lock();
+            match bearer_app(&st, &req) {
+                Some(app) => Response::json(
+                    200,
+                    json!({"code": 0, "msg": "ok", "bot": {"activate_status": 2, "app_name": app.bot_name,
+                           "avatar_url": "", "ip_white_list": [], "open_id": app.bot_open_id}}),
+                ),
+                None => invalid_token(),
+            }
+        }
+        (method, path) if path.starts_with("/open-apis/im/v1/messages") => {
+            let rest = path.trim_start_matches("/open-apis/im/v1/messages").trim_start_matches('/');
+            let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+            let (route, id, sub) = match (method, segs.as_slice()) {
+                ("POST", []) => (Route::Send, "", ""),
+                ("POST", [id, "reply"]) => (Route::Reply, *id, ""),
+                ("PATCH", [id]) => (Route::Update, *id, ""),
+                ("POST", [id, "reactions"]) => (Route::AddReaction, *id, ""),
+                ("DELETE", [id, "reactions", rid]) => (Route::DeleteReaction, *id, *rid),
+                _ => return Response::json(404, json!({"code": 404, "msg": "not found"})),
+            };
+            let mut st = inner.lock();
+            let Some(app_id) = bearer_app_id(&st, &req) else { return invalid_token() };
+            let mut delay = Duration::ZERO;
+            match st.im.take_fault(route) {
+                Some(Fault::Error { http, code, msg, reset }) => {
+                    let mut r = Response::json(http, json!({"code": code, "msg": msg}));
+                    if let Some(secs) = reset {
+                        r.headers.push(("x-ogw-ratelimit-reset".into(), secs.to_string()));
+                        r.headers.push(("x-ogw-ratelimit-limit".into(), "50".into()));
+                    }
+                    return r;
+                }
+                Some(Fault::Delay(d)) => delay = d,
+                None => {}
+            }
+            let mut r = st.im.handle(&app_id, route, &req, id, sub);
+            drop(st);
+            inner.changed.notify_all();
+            r.delay = delay;
+            r
+        }
+        _ => Response::json(404, json!({"code": 404, "msg": "not found"})),
+    }
+}
+
+pub(crate) fn bearer_app_id(st: &State, req: &Request) -> Option<String> {
+    let token = req.header("authorization")?.strip_prefix("Bearer ")?;
+    st.tokens.get(token).cloned()
+}
+
+pub(crate) fn bearer_app<'a>(st: &'a State, req: &Request) -> Option<&'a App> {
+    let token = req.header("authorization")?.strip_prefix("Bearer ")?;
+    st.apps.get(st.tokens.get(token)?)
+}
+
+pub(crate) fn invalid_token() -> Response {
+    Response::json(400, json!({"code": 99991663, "msg": "Invalid access token for authorization"}))
+}
+
+pub(crate) fn query_param(query: &str, key: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_owned())
+}
