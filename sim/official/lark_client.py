@@ -1,6 +1,6 @@
 """The official Feishu Python SDK (lark-oapi) as a long-connection client.
 
-Used by tests/official_sdk.rs to check that feishu-sim speaks the protocol
+Used by tests/e2e/official_sdk.rs to check that feishu-sim speaks the protocol
 the official client speaks. Prints one line per received message event:
     EVENT <message_id> <content JSON>
 Usage: python lark_client.py <app_id> <app_secret> <base_url>

@@ -1,7 +1,7 @@
 //! End to end: channel configuration, credentials, Redis outages, replicas,
 //! signals, the environment and the logs.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::process::Command;

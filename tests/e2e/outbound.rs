@@ -1,7 +1,7 @@
 //! End to end, outbound: items on `at:channel:outbound:feishu` become
 //! Feishu replies in the simulator, exactly once.
 
-mod support;
+use crate::support;
 
 use feishu_sim::{Fault, Route};
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! speaks (endpoint, pbbp2 frames, pings, fragments, acks).
 //! `.ci/install-deps` puts the SDK in target/lark-venv.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

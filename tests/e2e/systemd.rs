@@ -1,7 +1,7 @@
 //! The systemd unit passes `systemd-analyze`, and the gateway speaks the
 //! notification protocol (READY, STATUS, WATCHDOG, STOPPING).
 
-mod support;
+use crate::support;
 
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;

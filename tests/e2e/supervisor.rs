@@ -1,7 +1,7 @@
 //! The supervisor in-process, with a substitute channel runner: a panic in
 //! one channel's thread restarts that channel only.
 
-mod support;
+use crate::support;
 
 use asktable_feishu_gateway::config::Config;
 use asktable_feishu_gateway::feishu::api::Api;

@@ -2,7 +2,7 @@
 //! so that the gateway's `https://` and `wss://` paths, certificate
 //! verification included, run as they do against the real Feishu.
 
-mod support;
+use crate::support;
 
 use support::*;
 

@@ -1,6 +1,6 @@
 //! Operations: metrics and health, graceful shutdown with a reply in flight.
 
-mod support;
+use crate::support;
 
 use feishu_sim::{Fault, Route};
 use std::io::{Read, Write};

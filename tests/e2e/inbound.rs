@@ -1,7 +1,7 @@
 //! End to end, inbound: the simulator pushes events over the real protocol,
 //! the gateway binary stores them in a real redis-server and acknowledges.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::*;

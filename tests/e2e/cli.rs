@@ -1,6 +1,6 @@
 //! The operator commands against a real Redis, the simulator and a running gateway.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::io::Write;
