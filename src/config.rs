@@ -1,5 +1,7 @@
 //! The gateway's settings, read once from the environment and validated at
-//! start. Every default lives here, with its unit.
+//! start. Every default of an operator setting (an environment variable)
+//! lives here, with its unit; components keep their internal timings
+//! beside their own structs (`feishu::conn::Tuning`, `render::Limits`).
 
 use std::fmt;
 use std::net::SocketAddr;

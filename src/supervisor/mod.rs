@@ -324,7 +324,7 @@ impl Supervisor {
         let parsed: BTreeMap<String, Parsed> = entries
             .into_iter()
             .map(|(id, raw)| {
-                let parsed = contract::parse_channel_config(&id, &raw).map_err(|e| e.to_string());
+                let parsed = contract::parse_channel_config(&id, &raw);
                 (id.clone(), parsed)
             })
             .collect();
@@ -361,7 +361,7 @@ impl Supervisor {
     /// Carries out one channel's step of the plan.
     fn apply(&mut self, id: &str, cfg: Parsed, step: Step) {
         let ch = self.channels.entry(id.to_owned()).or_insert_with(|| Channel {
-            config: Err(String::new()),
+            config: Err(contract::Invalid(String::new())),
             state: State::Connecting,
             since: now_ms(),
             last_error: None,
@@ -377,7 +377,7 @@ impl Supervisor {
                     log::error!("[{id}] channel configuration rejected: {problem}");
                 }
                 self.stop(id);
-                self.set_state(id, State::Error, Some(LastError::new("config_invalid", problem)));
+                self.set_state(id, State::Error, Some(LastError::new("config_invalid", problem.0)));
             }
             Ok(c) => match step {
                 Step::Disable => {

@@ -10,10 +10,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::bridge::contract::Invalid;
 use crate::channel::ChannelConfig;
 
 /// A channel's config as read: usable, or why not.
-pub type Parsed = Result<ChannelConfig, String>;
+pub type Parsed = Result<ChannelConfig, Invalid>;
 
 /// What the registry knows of a channel before the plan.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,7 +31,7 @@ pub enum Step {
     /// Gone from the config hash: stop it and forget it.
     Remove,
     /// Unusable config: stop it and report the reason as `error`.
-    Reject(String),
+    Reject(Invalid),
     /// `enabled: false`: stop it and report `disabled`.
     Disable,
     /// Not running: start it.
@@ -98,7 +99,7 @@ pub fn assign_apps(
         }
         let holder = owner.entry(c.app_id.clone()).or_insert_with(|| id.clone());
         if holder != id {
-            *cfg = Err(format!("app_id {} is already used by channel {holder}", c.app_id));
+            *cfg = Err(Invalid(format!("app_id {} is already used by channel {holder}", c.app_id)));
         }
     }
     configs
@@ -216,7 +217,7 @@ mod tests {
             ("ch_crashed".to_owned(), Known { running: None, restart_pending: true }),
         ]);
         let mut all = configs(&[cfg("ch_crashed", "cli_c", "s")]);
-        all.insert("ch_bad".into(), Err("app_secret is missing or empty".into()));
+        all.insert("ch_bad".into(), Err(Invalid::from("app_secret is missing or empty")));
         let p = plan(all, &known);
         assert_eq!(
             steps(p),
