@@ -350,3 +350,54 @@ fn a_burst_is_stored_in_order_exactly_once() {
     let expected: Vec<String> = (0..300).map(|i| format!("q{i:03}")).collect();
     assert_eq!(questions, expected);
 }
+
+/// Found by an independent fault harness (issue 11): Redis does not roll a
+/// script back, so when the inbound script's dedup marker was set and its
+/// LPUSH then failed, the retry called the event a duplicate and acked it
+/// 200: lost. Here the list has the wrong type until the operator fixes it.
+#[test]
+fn a_push_that_fails_half_way_is_refused_then_stored_once() {
+    let mut s = setup();
+    let _: () = redis::cmd("SET").arg("at:channel:inbound").arg("oops").query(&mut s.con).unwrap();
+    let ev = MessageEvent::text(APP, "wrongtype");
+    let p = s.sim.push_event(APP, &ev.json());
+    assert!(
+        wait_for(SECS(10), || s.sim.acks(p).iter().any(|a| a.code == 500)),
+        "not refused: {}",
+        s.gw.log()
+    );
+    assert!(s.sim.acks(p).iter().all(|a| a.code == 500), "acked while not stored");
+    let _: () = redis::cmd("DEL").arg("at:channel:inbound").query(&mut s.con).unwrap();
+    assert!(s.sim.wait_acked(p, SECS(10)), "{}", s.gw.log());
+    let items = inbound(&mut s.con);
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["question"], "wrongtype");
+}
+
+/// The same with an ACL user that may run scripts and SET but not LPUSH
+/// (issue 11): refused with 500 until the permission is granted.
+#[test]
+fn a_user_without_lpush_loses_nothing() {
+    let (redis, sim, mut con) = world(&[("ch_1", APP, SECRET)]);
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "limited", "on", ">pw-limited", "~*", "&*", "+@all", "-lpush"])
+        .query(&mut con)
+        .unwrap();
+    let url = redis.url().replacen("redis://", "redis://limited:pw-limited@", 1);
+    let gw = start_gateway(&url, &sim, "gw-acl", &[]);
+    assert!(sim.wait_connections(APP, 1, SECS(10)), "{}", gw.log());
+    let ev = MessageEvent::text(APP, "no lpush");
+    let p = sim.push_event(APP, &ev.json());
+    assert!(
+        wait_for(SECS(10), || sim.acks(p).iter().any(|a| a.code == 500)),
+        "not refused: {}",
+        gw.log()
+    );
+    assert!(sim.acks(p).iter().all(|a| a.code == 500), "acked while not stored");
+    assert!(gw.log().contains("may not LPUSH"), "the reason is logged: {}", gw.log());
+    let _: () = redis::cmd("ACL").arg(&["SETUSER", "limited", "+lpush"]).query(&mut con).unwrap();
+    assert!(sim.wait_acked(p, SECS(10)), "{}", gw.log());
+    let items = inbound(&mut con);
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["question"], "no lpush");
+}
