@@ -22,7 +22,10 @@ pub struct Config {
     pub status_ttl: u64,
     /// `DEDUP_TTL`, default 86400 s.
     pub dedup_ttl: u64,
-    /// `MAX_MESSAGE_AGE`, default 7200 s; zero turns the check off.
+    /// `MAX_MESSAGE_AGE`, default 43200 s (12 h); zero turns the check off.
+    /// Longer than Feishu's redelivery schedule (15 s, 5 min, 1 h, 6 h), so
+    /// an event refused during an outage is still stored when it comes back,
+    /// and at most `DEDUP_TTL`, so no redelivery is stored twice.
     pub max_message_age: Duration,
     /// `OUTBOUND_RETRY_WINDOW`, default 300 s.
     pub outbound_retry_window: Duration,
@@ -114,14 +117,24 @@ impl Config {
                 err("METRICS_ADDR", format!("{s:?} is not host:port (e.g. 127.0.0.1:9464)"))
             })?),
         };
+        let dedup_ttl = secs("DEDUP_TTL", 86_400, 1)?;
+        let max_message_age = secs("MAX_MESSAGE_AGE", 43_200, 0)?;
+        if max_message_age > dedup_ttl {
+            return Err(err(
+                "MAX_MESSAGE_AGE",
+                format!(
+                    "{max_message_age} s is longer than DEDUP_TTL ({dedup_ttl} s): a redelivered message could be stored twice"
+                ),
+            ));
+        }
         Ok(Config {
             redis_url,
             instance_id,
             feishu_base_url,
             config_refresh: Duration::from_secs(secs("CONFIG_REFRESH_INTERVAL", 10, 1)?),
             status_ttl: secs("STATUS_TTL", 60, 3)?,
-            dedup_ttl: secs("DEDUP_TTL", 86_400, 1)?,
-            max_message_age: Duration::from_secs(secs("MAX_MESSAGE_AGE", 7200, 0)?),
+            dedup_ttl,
+            max_message_age: Duration::from_secs(max_message_age),
             outbound_retry_window: Duration::from_secs(secs("OUTBOUND_RETRY_WINDOW", 300, 1)?),
             unsupported_hint: get("UNSUPPORTED_MESSAGE_HINT")
                 .unwrap_or_else(|| DEFAULT_HINT.to_owned()),
@@ -185,7 +198,7 @@ mod tests {
         assert_eq!(c.redis_url, DEFAULT_REDIS_URL);
         assert_eq!(c.config_refresh, Duration::from_secs(10));
         assert_eq!((c.status_ttl, c.dedup_ttl), (60, 86_400));
-        assert_eq!(c.max_message_age, Duration::from_secs(7200));
+        assert_eq!(c.max_message_age, Duration::from_secs(43_200));
         assert_eq!(c.typing_reaction, "Typing");
         assert_eq!(c.unsupported_hint, DEFAULT_HINT);
         assert!(c.feishu_base_url.is_none() && c.metrics_addr.is_none());
@@ -212,7 +225,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        let cases: [(&str, &str, &str); 8] = [
+        let cases: [(&str, &str, &str); 9] = [
             ("STATUS_TTL", "abc", "not a whole number"),
             ("STATUS_TTL", "1", "out of range"),
             ("DEDUP_TTL", "-5", "not a whole number"),
@@ -221,6 +234,7 @@ mod tests {
             ("METRICS_ADDR", "localhost", "not host:port"),
             ("GATEWAY_INSTANCE_ID", "a b", "without spaces"),
             ("CONFIG_REFRESH_INTERVAL", "0", "out of range"),
+            ("MAX_MESSAGE_AGE", "90000", "longer than DEDUP_TTL"),
         ];
         for (var, value, want) in cases {
             let e = with(&[(var, value)]).unwrap_err();

@@ -153,7 +153,8 @@ fn redelivered_event_is_stored_once_even_across_a_restart() {
 #[test]
 fn app_senders_stale_non_text_and_other_events_are_acked_not_stored() {
     let mut s = setup();
-    let old = feishu_sim::now_ms() - 7_300_000;
+    // Older than MAX_MESSAGE_AGE (12 h by default).
+    let old = feishu_sim::now_ms() - 13 * 3_600_000;
     let pushes = [
         s.sim.push_event(APP, &MessageEvent::text(APP, "from a bot").sent_by_app().json()),
         s.sim.push_event(APP, &MessageEvent::text(APP, "old news").created_at(old).json()),
@@ -173,6 +174,29 @@ fn app_senders_stale_non_text_and_other_events_are_acked_not_stored() {
     let items = inbound(&mut s.con);
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["question"], "real question");
+    assert!(
+        s.gw.log().lines().any(|l| l.contains("INFO") && l.contains("older than MAX_MESSAGE_AGE")),
+        "a stale skip is logged at info with its event: {}",
+        s.gw.log()
+    );
+}
+
+/// Found by an independent fault harness (issue 11): Feishu redelivers a
+/// refused event after 15 s, 5 min, 1 h and 6 h; with the old 2-hour
+/// MAX_MESSAGE_AGE the 6-hour redelivery after a long Redis outage was
+/// acknowledged and dropped.
+#[test]
+fn an_event_redelivered_six_hours_later_is_still_stored() {
+    let mut s = setup();
+    let six_hours_ago = feishu_sim::now_ms() - 6 * 3_600_000 - 5 * 60_000;
+    let p = s.sim.push_event(
+        APP,
+        &MessageEvent::text(APP, "asked at dawn").created_at(six_hours_ago).json(),
+    );
+    assert!(s.sim.wait_acked(p, SECS(5)), "{}", s.gw.log());
+    let items = inbound(&mut s.con);
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["question"], "asked at dawn");
 }
 
 #[test]

@@ -207,6 +207,13 @@ impl Conn<'_> {
                 );
                 Work::Skip("filtered")
             }
+            Ok(Outcome::Skipped { event_id, reason: event::Skip::Stale }) => {
+                log::info!(
+                    "{tag} event {event_id} skipped: its message is older than MAX_MESSAGE_AGE ({}s)",
+                    self.session.max_message_age.as_secs()
+                );
+                Work::Skip("stale")
+            }
             Ok(Outcome::Skipped { event_id, reason }) => {
                 log::debug!("{tag} event {event_id} skipped: {}", reason.as_str());
                 Work::Skip(if reason == event::Skip::Stale { "stale" } else { "filtered" })
