@@ -158,9 +158,11 @@ impl Store {
     /// Every field of the channel config hash.
     pub fn read_configs(&mut self) -> Result<Vec<(String, Vec<u8>)>> {
         self.with(|con, _| {
-            let map: std::collections::HashMap<String, Vec<u8>> =
+            // Fields as bytes: one that is not UTF-8 must not fail the read.
+            let map: std::collections::HashMap<Vec<u8>, Vec<u8>> =
                 redis::cmd("HGETALL").arg(contract::CONFIG).query(con)?;
-            let mut v: Vec<_> = map.into_iter().collect();
+            let mut v: Vec<_> =
+                map.into_iter().map(|(k, raw)| (contract::field_name(&k), raw)).collect();
             v.sort_by(|a, b| a.0.cmp(&b.0));
             Ok(v)
         })

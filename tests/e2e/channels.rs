@@ -325,3 +325,31 @@ fn bad_environment_exits_2_with_one_clear_line() {
     let out = output_within(Command::new(bin).arg("--bogus"), SECS(10));
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Found by an independent fault harness (issue 11): a channel id holding
+/// a NUL byte panicked the main thread at every start (a crash loop under
+/// systemd), and a config field that is not UTF-8 failed every config read
+/// ("Redis is unreachable"). Each now rejects only its own entry.
+#[test]
+fn a_nul_or_non_utf8_channel_id_rejects_only_that_entry() {
+    let (redis, sim, mut con) = world(&[("ch_good", "cli_good", "s-good")]);
+    let _: () = redis::cmd("HSET")
+        .arg("at:channel:config:feishu")
+        .arg("ch\0nul")
+        .arg(channel("ch\0nul", "cli_nul", "s-nul").to_string())
+        .arg(&b"ch\xffbad"[..])
+        .arg(channel("x", "cli_bad", "s-bad").to_string())
+        .query(&mut con)
+        .unwrap();
+    let gw = start_gateway(&redis.url(), &sim, "gw-bad-ids", &[]);
+    assert!(sim.wait_connections("cli_good", 1, SECS(10)), "{}", gw.log());
+    assert!(
+        wait_for(SECS(5), || state(&mut con, "ch\0nul").as_deref() == Some("error")),
+        "{}",
+        gw.log()
+    );
+    assert!(gw.log().contains("control characters"), "{}", gw.log());
+    assert!(gw.log().contains("not UTF-8"), "{}", gw.log());
+    assert_eq!(sim.connections("cli_nul") + sim.connections("cli_bad"), 0);
+    assert!(!gw.log().contains("panicked"), "{}", gw.log());
+}

@@ -65,7 +65,37 @@ pub fn parse_channel_config(field: &str, raw: &[u8]) -> Result<ChannelConfig, In
     parse(field, raw).map_err(Invalid)
 }
 
+/// Longest channel id accepted (it goes into key names, logs and a thread name).
+pub const MAX_CHANNEL_ID: usize = 128;
+
+/// The config hash's field name as the gateway handles it: the field
+/// itself when it is UTF-8, else its bytes escaped (`\xff`), which
+/// [`parse_channel_config`] then rejects, so one bad field affects only
+/// its own entry.
+pub fn field_name(field: &[u8]) -> String {
+    match std::str::from_utf8(field) {
+        Ok(s) => s.to_owned(),
+        Err(_) => field.escape_ascii().to_string(),
+    }
+}
+
+/// Whether a channel id is usable: 1 to [`MAX_CHANNEL_ID`] bytes, no
+/// control character, no white space, no backslash.
+fn check_channel_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_CHANNEL_ID {
+        return Err(format!("channel id must be 1 to {MAX_CHANNEL_ID} bytes long"));
+    }
+    if id.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
+        let shown: String = id.chars().take(64).collect::<String>().escape_default().to_string();
+        return Err(format!(
+            "channel id \"{shown}\" is not UTF-8 or holds control characters, white space or a backslash"
+        ));
+    }
+    Ok(())
+}
+
 fn parse(field: &str, raw: &[u8]) -> Result<ChannelConfig, String> {
+    check_channel_id(field)?;
     let text = std::str::from_utf8(raw).map_err(|_| "config is not UTF-8".to_owned())?;
     let raw: RawConfig =
         serde_json::from_str(text).map_err(|e| format!("config is not valid JSON: {e}"))?;
@@ -177,5 +207,24 @@ mod tests {
             parse_channel_config("c", &[0xff]).unwrap_err().to_string(),
             "config is not UTF-8"
         );
+    }
+
+    #[test]
+    fn unusable_channel_ids_reject_only_their_entry() {
+        let ok = br#"{"app_id":"a","app_secret":"s"}"#;
+        assert_eq!(field_name(b"ch_1"), "ch_1");
+        assert_eq!(field_name(b"ch\xff1"), "ch\\xff1");
+        for (field, want) in [
+            (field_name(b"ch\xff1"), "not UTF-8"),
+            ("ch\0nul".to_owned(), "control characters"),
+            ("ch 1".to_owned(), "white space"),
+            (String::new(), "1 to 128 bytes"),
+            ("x".repeat(129), "1 to 128 bytes"),
+        ] {
+            let e = parse_channel_config(&field, ok).unwrap_err().to_string();
+            assert!(e.contains(want), "{field:?}: {e}");
+            assert!(!e.contains('\0') && e.len() < 300, "{e:?}");
+        }
+        assert!(parse_channel_config(&"x".repeat(128), ok).is_ok());
     }
 }

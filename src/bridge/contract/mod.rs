@@ -11,7 +11,9 @@ mod status;
 
 use std::fmt;
 
-pub use config::{NewChannel, channel_config_json, parse_channel_config};
+pub use config::{
+    MAX_CHANNEL_ID, NewChannel, channel_config_json, field_name, parse_channel_config,
+};
 pub use inbound::{hint_item, inbound_id, inbound_item};
 pub use outbound::{APOLOGY, Kind, Outbound, dead_letter_json, parse_outbound, short_hash};
 pub use status::{State, Status, heartbeat_json, status_json};
