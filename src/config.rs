@@ -156,14 +156,34 @@ fn valid_base_url(s: &str) -> bool {
     matches!(rest, Some(r) if !r.is_empty() && !r.contains(char::is_whitespace) && !r.contains('?'))
 }
 
-/// Replaces the user-info part of a URL (`user:password@`) with `***@`.
+/// Replaces every credential of a URL with `***`: the user-info part
+/// (`user:password@`) and the `pass` / `password` query parameters that
+/// `redis+unix://…?pass=…` URLs carry.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
+            format!("{}://***@{}", &base[..scheme_end], &base[at + 1..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if matches!(k.to_ascii_lowercase().as_str(), "pass" | "password") => {
+                    format!("{k}=***")
+                }
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 /// A Redis URL error's description without echoing the URL (which may hold a password).
@@ -248,6 +268,17 @@ mod tests {
     fn redis_password_is_hidden() {
         assert_eq!(redact_url("redis://:pw@host:6379/0"), "redis://***@host:6379/0");
         assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        // Found by an independent fault harness (issue 11): `?pass=` was printed whole.
+        assert_eq!(
+            redact_url("redis+unix:///run/redis.sock?db=2&pass=s3cret&user=gw"),
+            "redis+unix:///run/redis.sock?db=2&pass=***&user=gw"
+        );
+        assert_eq!(
+            redact_url("redis://u:pw@h:6379/0?Password=s3cret"),
+            "redis://***@h:6379/0?Password=***"
+        );
+        // An `@` in the query is not user info.
+        assert_eq!(redact_url("redis://h/0?x=a@b"), "redis://h/0?x=a@b");
         let e = with(&[("REDIS_URL", "rediss://user:s3cret@")]).err();
         if let Some(e) = e {
             assert!(!e.to_string().contains("s3cret"), "{e}");

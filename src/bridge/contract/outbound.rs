@@ -80,6 +80,17 @@ struct RawError {
     message: Option<String>,
 }
 
+/// Longest Feishu id accepted in an outbound item's target.
+pub const MAX_FEISHU_ID: usize = 128;
+
+/// Whether `id` has the shape of a Feishu message or chat id (`om_…`,
+/// `oc_…`): safe to put into a REST path.
+pub fn is_feishu_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_FEISHU_ID
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Parses and validates one outbound item; the error is the dead-letter reason.
 pub fn parse_outbound(raw: &str) -> Result<Outbound, Invalid> {
     parse(raw).map_err(Invalid)
@@ -108,6 +119,16 @@ fn parse(raw: &str) -> Result<Outbound, String> {
     let (message_id, chat_id) = (nonempty(r.target.message_id), nonempty(r.target.chat_id));
     if message_id.is_none() && chat_id.is_none() {
         return Err("target has neither message_id nor chat_id".into());
+    }
+    // They go into REST paths and query strings: Feishu's id shape only.
+    for (name, id) in [("target.message_id", &message_id), ("target.chat_id", &chat_id)] {
+        if let Some(id) = id.as_deref().filter(|id| !is_feishu_id(id)) {
+            let shown: String =
+                id.chars().take(64).collect::<String>().escape_default().to_string();
+            return Err(format!(
+                "{name} \"{shown}\" is not a Feishu id (1 to {MAX_FEISHU_ID} ASCII letters, digits, '_' or '-')"
+            ));
+        }
     }
     let kind = match r.kind.as_deref() {
         None | Some("final") => Kind::Final,
@@ -227,5 +248,29 @@ mod tests {
             "x".repeat(65)
         );
         assert!(parse_outbound(&long).unwrap_err().to_string().contains("64"));
+    }
+
+    /// Found by an independent fault harness (issue 11): an id went
+    /// unvalidated into a REST path, and an invalid one was retried as
+    /// transient for the whole window instead of dead-lettered at once.
+    #[test]
+    fn target_ids_must_have_feishu_s_shape() {
+        let item = |target: &str| {
+            format!(
+                r#"{{"schema":"at.channel.outbound","v":1,"id":"i","channel_id":"c","target":{target},"content":{{"text":"x"}}}}"#
+            )
+        };
+        assert!(parse_outbound(&item(r#"{"message_id":"om_dc13264520392913993dd051dba21dcf","chat_id":"oc_5ad11d72b830411d72b836c20"}"#)).is_ok());
+        for (target, want) in [
+            (r#"{"message_id":"om_1/../../chats"}"#, "target.message_id"),
+            (r#"{"message_id":"om_1?x=1"}"#, "target.message_id"),
+            (r#"{"chat_id":"oc 1"}"#, "target.chat_id"),
+            (r#"{"message_id":"om_1","chat_id":"oc_1\u0000"}"#, "target.chat_id"),
+        ] {
+            let e = parse_outbound(&item(target)).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("not a Feishu id"), "{target}: {e}");
+        }
+        let long = format!(r#"{{"chat_id":"{}"}}"#, "o".repeat(129));
+        assert!(parse_outbound(&item(&long)).unwrap_err().to_string().contains("not a Feishu id"));
     }
 }
