@@ -12,7 +12,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// A random number from the standard library's per-process random keys.
-pub fn random_u64() -> u64 {
+fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u128(Instant::now().elapsed().as_nanos());
     h.finish()

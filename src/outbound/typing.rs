@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::ChannelRef;
 use super::budget::Budget;
+use super::send::Courier;
 use crate::bridge::contract;
 use crate::bridge::store::Store;
 use crate::feishu::api::{Api, AppCreds};
@@ -67,18 +68,11 @@ impl Typing {
 
 /// Marks the question answered and removes its typing reaction, if one
 /// was added. `lane` is the chat whose budget the call uses.
-pub fn untype(
-    store: &mut Store,
-    api: &Api,
-    budget: &Budget,
-    ch: &ChannelRef,
-    message_id: &str,
-    lane: &str,
-) {
+pub fn untype(store: &mut Store, courier: &Courier, ch: &ChannelRef, message_id: &str, lane: &str) {
     match store.typing_done(&ch.app_id, message_id) {
         Ok(Some(reaction_id)) if reaction_id != contract::TYPING_DONE => {
-            budget.wait(&ch.app_id, lane);
-            if let Err(e) = api.delete_reaction(&ch.creds, message_id, &reaction_id) {
+            courier.budget.wait(&ch.app_id, lane);
+            if let Err(e) = courier.api.delete_reaction(&ch.creds, message_id, &reaction_id) {
                 log::info!("outbound: typing reaction on {message_id} not removed: {e}");
             }
         }

@@ -304,9 +304,8 @@ impl Worker {
                 if let Some(message_id) = &job.item.message_id
                     && !self.settings.typing_reaction.is_empty()
                 {
-                    let c = &self.courier;
                     let lane = job.item.lane_key();
-                    typing::untype(&mut self.store, &c.api, &c.budget, &ch, message_id, lane);
+                    typing::untype(&mut self.store, &self.courier, &ch, message_id, lane);
                 }
                 self.done(&job.raw);
             }

@@ -336,30 +336,22 @@ impl Supervisor {
                 (id.clone(), Known { running, restart_pending: ch.restart_at.is_some() })
             })
             .collect();
-        let steps = registry::plan(parsed, &known);
-        for (id, cfg, step) in steps {
-            match (cfg, step) {
-                (_, Step::Remove) => {
-                    log::info!(
-                        "[{id}] channel removed from the configuration; closing its connection"
-                    );
-                    self.stop(&id);
-                    self.channels.remove(&id);
-                    metrics::forget_channel(&id);
-                    let result = self.store.clear_status(&id, &self.cfg.instance_id);
-                    self.note_redis(result);
-                }
-                (None, Step::Reject(problem)) => {
-                    self.apply(&id, Err(problem.clone()), Step::Reject(problem))
-                }
-                (Some(c), step) => self.apply(&id, Ok(c), step),
-                (None, _) => {}
-            }
+        let plan = registry::plan(parsed, &known);
+        for id in plan.removed {
+            log::info!("[{id}] channel removed from the configuration; closing its connection");
+            self.stop(&id);
+            self.channels.remove(&id);
+            metrics::forget_channel(&id);
+            let result = self.store.clear_status(&id, &self.cfg.instance_id);
+            self.note_redis(result);
+        }
+        for (id, step) in plan.steps {
+            self.apply(&id, step);
         }
     }
 
     /// Carries out one channel's step of the plan.
-    fn apply(&mut self, id: &str, cfg: Parsed, step: Step) {
+    fn apply(&mut self, id: &str, step: Step) {
         let ch = self.channels.entry(id.to_owned()).or_insert_with(|| Channel {
             config: Err(contract::Invalid(String::new())),
             state: State::Connecting,
@@ -369,48 +361,44 @@ impl Supervisor {
             run: None,
             restart_at: None,
         });
-        let unchanged = ch.config == cfg;
-        ch.config = cfg.clone();
-        match cfg {
-            Err(problem) => {
+        let parsed = step.parsed();
+        let unchanged = ch.config == parsed;
+        ch.config = parsed;
+        match step {
+            Step::Reject(problem) => {
                 if !unchanged {
                     log::error!("[{id}] channel configuration rejected: {problem}");
                 }
                 self.stop(id);
                 self.set_state(id, State::Error, Some(LastError::new("config_invalid", problem.0)));
             }
-            Ok(c) => match step {
-                Step::Disable => {
-                    if !unchanged {
-                        log::info!("[{id} {}] channel disabled", c.app_id);
+            Step::Disable(c) => {
+                if !unchanged {
+                    log::info!("[{id} {}] channel disabled", c.app_id);
+                }
+                self.stop(id);
+                self.set_state(id, State::Disabled, None);
+            }
+            Step::Restart(c) => {
+                log::info!("[{id} {}] credentials, keys or domain changed; reconnecting", c.app_id);
+                self.stop(id);
+                self.start(c);
+            }
+            Step::InPlace { config: c, routing_changed } => {
+                let ch = self.channels.get_mut(id).expect("inserted above");
+                if let Some(run) = &mut ch.run {
+                    if routing_changed {
+                        log::info!(
+                            "[{id} {}] agent, project or group policy changed; applied in place",
+                            c.app_id
+                        );
+                        *run.routing.write().expect("routing lock") = c.routing.clone();
                     }
-                    self.stop(id);
-                    self.set_state(id, State::Disabled, None);
+                    run.config = c;
                 }
-                Step::Restart => {
-                    log::info!(
-                        "[{id} {}] credentials, keys or domain changed; reconnecting",
-                        c.app_id
-                    );
-                    self.stop(id);
-                    self.start(c);
-                }
-                Step::InPlace { routing_changed } => {
-                    let ch = self.channels.get_mut(id).expect("inserted above");
-                    if let Some(run) = &mut ch.run {
-                        if routing_changed {
-                            log::info!(
-                                "[{id} {}] agent, project or group policy changed; applied in place",
-                                c.app_id
-                            );
-                            *run.routing.write().expect("routing lock") = c.routing.clone();
-                        }
-                        run.config = c;
-                    }
-                }
-                Step::Start => self.start(c),
-                Step::AwaitRestart | Step::Remove | Step::Reject(_) => {}
-            },
+            }
+            Step::Start(c) => self.start(c),
+            Step::AwaitRestart(_) => {}
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Reconciling the channel registry with the config hash, as a pure plan:
 //! the configs read from Redis plus what runs now → for every channel one
-//! [`Step`] (start, restart, apply in place, stop as rejected or disabled,
-//! remove). The supervisor carries the plan out; the rules are tested here
+//! [`Step`] (start, restart, apply in place, stop as rejected or disabled),
+//! plus the channels to remove. The supervisor carries the plan out; the rules are tested here
 //! with literals.
 //!
 //! One app, one channel: when two enabled channels name the same app, the
@@ -25,55 +25,71 @@ pub struct Known<'a> {
     pub restart_pending: bool,
 }
 
-/// What to do with one channel.
+/// What to do with one channel still in the config hash, with the config
+/// it runs with from now on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Gone from the config hash: stop it and forget it.
-    Remove,
     /// Unusable config: stop it and report the reason as `error`.
     Reject(Invalid),
     /// `enabled: false`: stop it and report `disabled`.
-    Disable,
+    Disable(ChannelConfig),
     /// Not running: start it.
-    Start,
+    Start(ChannelConfig),
     /// Running with other credentials, keys or domain: reconnect.
-    Restart,
+    Restart(ChannelConfig),
     /// Running; only routing (agent, project, group policy) may have
     /// changed, which applies without reconnecting.
-    InPlace { routing_changed: bool },
+    InPlace { config: ChannelConfig, routing_changed: bool },
     /// Its restart after a failure is scheduled already.
-    AwaitRestart,
+    AwaitRestart(ChannelConfig),
 }
 
-/// The plan: one step per channel, removals first, then by channel id.
-pub fn plan(
-    configs: BTreeMap<String, Parsed>,
-    known: &BTreeMap<String, Known>,
-) -> Vec<(String, Option<ChannelConfig>, Step)> {
-    let configs = assign_apps(configs, known);
-    let mut out: Vec<(String, Option<ChannelConfig>, Step)> = known
-        .keys()
-        .filter(|id| !configs.contains_key(*id))
-        .map(|id| (id.clone(), None, Step::Remove))
-        .collect();
-    for (id, parsed) in configs {
-        let k = known.get(&id).copied().unwrap_or_default();
-        let (cfg, step) = match parsed {
-            Err(problem) => (None, Step::Reject(problem)),
-            Ok(c) if !c.enabled => (Some(c), Step::Disable),
-            Ok(c) => {
-                let step = match k.running {
-                    Some(run) if run.needs_reconnect(&c) => Step::Restart,
-                    Some(run) => Step::InPlace { routing_changed: run.routing != c.routing },
-                    None if k.restart_pending => Step::AwaitRestart,
-                    None => Step::Start,
-                };
-                (Some(c), step)
-            }
-        };
-        out.push((id, cfg, step));
+impl Step {
+    /// The channel's config as read, which the registry records.
+    pub fn parsed(&self) -> Parsed {
+        match self {
+            Step::Reject(problem) => Err(problem.clone()),
+            Step::Disable(c)
+            | Step::Start(c)
+            | Step::Restart(c)
+            | Step::InPlace { config: c, .. }
+            | Step::AwaitRestart(c) => Ok(c.clone()),
+        }
     }
-    out
+}
+
+/// The plan: channels gone from the config hash (stop and forget them),
+/// then one step per channel in it, by channel id.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub removed: Vec<String>,
+    pub steps: Vec<(String, Step)>,
+}
+
+pub fn plan(configs: BTreeMap<String, Parsed>, known: &BTreeMap<String, Known>) -> Plan {
+    let configs = assign_apps(configs, known);
+    let removed = known.keys().filter(|id| !configs.contains_key(*id)).cloned().collect();
+    let steps = configs
+        .into_iter()
+        .map(|(id, parsed)| {
+            let k = known.get(&id).copied().unwrap_or_default();
+            let step = match parsed {
+                Err(problem) => Step::Reject(problem),
+                Ok(c) if !c.enabled => Step::Disable(c),
+                Ok(c) => match k.running {
+                    Some(run) if run.needs_reconnect(&c) => Step::Restart(c),
+                    Some(run) => {
+                        let routing_changed = run.routing != c.routing;
+                        Step::InPlace { config: c, routing_changed }
+                    }
+                    None if k.restart_pending => Step::AwaitRestart(c),
+                    None => Step::Start(c),
+                },
+            };
+            (id, step)
+        })
+        .collect();
+    Plan { removed, steps }
 }
 
 /// Rejects every enabled channel whose app another channel holds.
@@ -139,8 +155,25 @@ mod tests {
             .collect()
     }
 
-    fn steps(p: Vec<(String, Option<ChannelConfig>, Step)>) -> Vec<(String, Step)> {
-        p.into_iter().map(|(id, _, s)| (id, s)).collect()
+    /// The plan as `(channel, what)` lines, removals first.
+    fn steps(p: Plan) -> Vec<(String, String)> {
+        let label = |s: &Step| match s {
+            Step::Reject(e) => format!("reject: {e}"),
+            Step::Disable(_) => "disable".into(),
+            Step::Start(_) => "start".into(),
+            Step::Restart(_) => "restart".into(),
+            Step::InPlace { routing_changed: true, .. } => "in place, routing changed".into(),
+            Step::InPlace { .. } => "in place".into(),
+            Step::AwaitRestart(_) => "await restart".into(),
+        };
+        let removed = p.removed.into_iter().map(|id| (id, "remove".to_owned()));
+        removed.chain(p.steps.iter().map(|(id, s)| (id.clone(), label(s)))).collect()
+    }
+
+    fn assert_plan(p: Plan, want: &[(&str, &str)]) {
+        let want: Vec<(String, String)> =
+            want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        assert_eq!(steps(p), want);
     }
 
     #[test]
@@ -149,7 +182,7 @@ mod tests {
             configs(&[cfg("ch_a", "cli_a", "s"), cfg("ch_b", "cli_b", "s")]),
             &BTreeMap::new(),
         );
-        assert_eq!(steps(p), [("ch_a".into(), Step::Start), ("ch_b".into(), Step::Start)]);
+        assert_plan(p, &[("ch_a", "start"), ("ch_b", "start")]);
     }
 
     #[test]
@@ -158,15 +191,9 @@ mod tests {
             configs(&[cfg("ch_b", "cli_x", "s"), cfg("ch_a", "cli_x", "s")]),
             &BTreeMap::new(),
         );
-        assert_eq!(
-            steps(p),
-            [
-                ("ch_a".into(), Step::Start),
-                (
-                    "ch_b".into(),
-                    Step::Reject("app_id cli_x is already used by channel ch_a".into())
-                ),
-            ]
+        assert_plan(
+            p,
+            &[("ch_a", "start"), ("ch_b", "reject: app_id cli_x is already used by channel ch_a")],
         );
     }
 
@@ -175,15 +202,12 @@ mod tests {
         let running = [cfg("ch_b", "cli_x", "s")];
         let known = known(&running);
         let p = plan(configs(&[cfg("ch_a", "cli_x", "s"), cfg("ch_b", "cli_x", "s")]), &known);
-        assert_eq!(
-            steps(p),
-            [
-                (
-                    "ch_a".into(),
-                    Step::Reject("app_id cli_x is already used by channel ch_b".into())
-                ),
-                ("ch_b".into(), Step::InPlace { routing_changed: false }),
-            ]
+        assert_plan(
+            p,
+            &[
+                ("ch_a", "reject: app_id cli_x is already used by channel ch_b"),
+                ("ch_b", "in place"),
+            ],
         );
     }
 
@@ -192,11 +216,14 @@ mod tests {
         let running = [cfg("ch_a", "cli_a", "old")];
         let known = known(&running);
         let p = plan(configs(&[cfg("ch_a", "cli_a", "new")]), &known);
-        assert_eq!(steps(p), [("ch_a".into(), Step::Restart)]);
+        assert_eq!(p.steps, [("ch_a".into(), Step::Restart(cfg("ch_a", "cli_a", "new")))]);
         let mut agent = cfg("ch_a", "cli_a", "old");
         agent.routing.agent_id = Some("ag_2".into());
-        let p = plan(configs(&[agent]), &known);
-        assert_eq!(steps(p), [("ch_a".into(), Step::InPlace { routing_changed: true })]);
+        let p = plan(configs(&[agent.clone()]), &known);
+        assert_eq!(
+            p.steps,
+            [("ch_a".into(), Step::InPlace { config: agent, routing_changed: true })]
+        );
     }
 
     #[test]
@@ -206,7 +233,7 @@ mod tests {
         let mut off = cfg("ch_a", "cli_x", "s");
         off.enabled = false;
         let p = plan(configs(&[off, cfg("ch_b", "cli_x", "s")]), &known);
-        assert_eq!(steps(p), [("ch_a".into(), Step::Disable), ("ch_b".into(), Step::Start)]);
+        assert_plan(p, &[("ch_a", "disable"), ("ch_b", "start")]);
     }
 
     #[test]
@@ -217,15 +244,15 @@ mod tests {
             ("ch_crashed".to_owned(), Known { running: None, restart_pending: true }),
         ]);
         let mut all = configs(&[cfg("ch_crashed", "cli_c", "s")]);
-        all.insert("ch_bad".into(), Err(Invalid::from("app_secret is missing or empty")));
+        all.insert("ch_bad".into(), Err(Invalid("app_secret is missing or empty".into())));
         let p = plan(all, &known);
-        assert_eq!(
-            steps(p),
-            [
-                ("ch_gone".into(), Step::Remove),
-                ("ch_bad".into(), Step::Reject("app_secret is missing or empty".into())),
-                ("ch_crashed".into(), Step::AwaitRestart),
-            ]
+        assert_plan(
+            p,
+            &[
+                ("ch_gone", "remove"),
+                ("ch_bad", "reject: app_secret is missing or empty"),
+                ("ch_crashed", "await restart"),
+            ],
         );
     }
 }

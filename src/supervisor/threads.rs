@@ -58,28 +58,23 @@ impl Supervisor {
         let (stop_tx, stop_rx) = bounded::<()>(1);
         let (tx, api, thread_id, runner) =
             (self.tx.clone(), self.api.clone(), id.clone(), self.runner);
-        let spawned = thread::Builder::new()
-            .name(format!("feishu-{}", id.replace('\0', "?")))
-            .spawn(move || {
-                let mut writer = writer;
-                let report = |update| {
-                    let _ = tx.send(Event::Session {
-                        channel_id: thread_id.clone(),
-                        generation,
-                        update,
-                    });
-                };
-                let result = catch_unwind(AssertUnwindSafe(|| {
-                    runner(&session, &api, &mut writer, &stop_rx, &report)
-                }));
-                let panic = result.err().map(|p| {
-                    p.downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into())
-                });
-                let _ = tx.send(Event::Exited { channel_id: thread_id, generation, panic });
+        let spawned = thread::Builder::new().name(format!("feishu-{id}")).spawn(move || {
+            let mut writer = writer;
+            let report = |update| {
+                let _ =
+                    tx.send(Event::Session { channel_id: thread_id.clone(), generation, update });
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                runner(&session, &api, &mut writer, &stop_rx, &report)
+            }));
+            let panic = result.err().map(|p| {
+                p.downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into())
             });
+            let _ = tx.send(Event::Exited { channel_id: thread_id, generation, panic });
+        });
         let ch = self.channels.get_mut(&id).expect("channel exists before start");
         match spawned {
             Ok(handle) => {

@@ -375,6 +375,32 @@ fn a_burst_is_stored_in_order_exactly_once() {
     assert_eq!(questions, expected);
 }
 
+/// Asks `text` while Redis refuses the store, expects only 500 acks (and
+/// `reason` in the log), then `fix`es Redis and expects the redelivery to
+/// be stored exactly once.
+fn refused_then_stored_once(
+    sim: &Sim,
+    gw: &Gateway,
+    con: &mut redis::Connection,
+    text: &str,
+    reason: &str,
+    fix: impl FnOnce(&mut redis::Connection),
+) {
+    let p = sim.push_event(APP, &MessageEvent::text(APP, text).json());
+    assert!(
+        wait_for(SECS(10), || sim.acks(p).iter().any(|a| a.code == 500)),
+        "not refused: {}",
+        gw.log()
+    );
+    assert!(sim.acks(p).iter().all(|a| a.code == 500), "acked while not stored");
+    assert!(gw.log().contains(reason), "the reason is logged: {}", gw.log());
+    fix(con);
+    assert!(sim.wait_acked(p, SECS(10)), "{}", gw.log());
+    let items = inbound(con);
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["question"], text);
+}
+
 /// Found by an independent fault harness (issue 11): Redis does not roll a
 /// script back, so when the inbound script's dedup marker was set and its
 /// LPUSH then failed, the retry called the event a duplicate and acked it
@@ -383,19 +409,9 @@ fn a_burst_is_stored_in_order_exactly_once() {
 fn a_push_that_fails_half_way_is_refused_then_stored_once() {
     let mut s = setup();
     let _: () = redis::cmd("SET").arg("at:channel:inbound").arg("oops").query(&mut s.con).unwrap();
-    let ev = MessageEvent::text(APP, "wrongtype");
-    let p = s.sim.push_event(APP, &ev.json());
-    assert!(
-        wait_for(SECS(10), || s.sim.acks(p).iter().any(|a| a.code == 500)),
-        "not refused: {}",
-        s.gw.log()
-    );
-    assert!(s.sim.acks(p).iter().all(|a| a.code == 500), "acked while not stored");
-    let _: () = redis::cmd("DEL").arg("at:channel:inbound").query(&mut s.con).unwrap();
-    assert!(s.sim.wait_acked(p, SECS(10)), "{}", s.gw.log());
-    let items = inbound(&mut s.con);
-    assert_eq!(items.len(), 1, "{items:?}");
-    assert_eq!(items[0]["question"], "wrongtype");
+    refused_then_stored_once(&s.sim, &s.gw, &mut s.con, "wrongtype", "not a list", |con| {
+        let _: () = redis::cmd("DEL").arg("at:channel:inbound").query(con).unwrap();
+    });
 }
 
 /// The same with an ACL user that may run scripts and SET but not LPUSH
@@ -410,18 +426,7 @@ fn a_user_without_lpush_loses_nothing() {
     let url = redis.url().replacen("redis://", "redis://limited:pw-limited@", 1);
     let gw = start_gateway(&url, &sim, "gw-acl", &[]);
     assert!(sim.wait_connections(APP, 1, SECS(10)), "{}", gw.log());
-    let ev = MessageEvent::text(APP, "no lpush");
-    let p = sim.push_event(APP, &ev.json());
-    assert!(
-        wait_for(SECS(10), || sim.acks(p).iter().any(|a| a.code == 500)),
-        "not refused: {}",
-        gw.log()
-    );
-    assert!(sim.acks(p).iter().all(|a| a.code == 500), "acked while not stored");
-    assert!(gw.log().contains("may not LPUSH"), "the reason is logged: {}", gw.log());
-    let _: () = redis::cmd("ACL").arg(&["SETUSER", "limited", "+lpush"]).query(&mut con).unwrap();
-    assert!(sim.wait_acked(p, SECS(10)), "{}", gw.log());
-    let items = inbound(&mut con);
-    assert_eq!(items.len(), 1, "{items:?}");
-    assert_eq!(items[0]["question"], "no lpush");
+    refused_then_stored_once(&sim, &gw, &mut con, "no lpush", "may not LPUSH", |con| {
+        let _: () = redis::cmd("ACL").arg(&["SETUSER", "limited", "+lpush"]).query(con).unwrap();
+    });
 }

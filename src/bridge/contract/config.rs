@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Invalid, VERSION};
+use super::{Invalid, VERSION, shown};
 use crate::channel::{ChannelConfig, Domain, GroupPolicy, Routing, Secret};
 
 /// A channel config entry as `channel put` writes it.
@@ -66,7 +66,7 @@ pub fn parse_channel_config(field: &str, raw: &[u8]) -> Result<ChannelConfig, In
 }
 
 /// Longest channel id accepted (it goes into key names, logs and a thread name).
-pub const MAX_CHANNEL_ID: usize = 128;
+const MAX_CHANNEL_ID: usize = 128;
 
 /// The config hash's field name as the gateway handles it: the field
 /// itself when it is UTF-8, else its bytes escaped (`\xff`), which
@@ -86,7 +86,7 @@ fn check_channel_id(id: &str) -> Result<(), String> {
         return Err(format!("channel id must be 1 to {MAX_CHANNEL_ID} bytes long"));
     }
     if id.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
-        let shown: String = id.chars().take(64).collect::<String>().escape_default().to_string();
+        let shown = shown(id);
         return Err(format!(
             "channel id \"{shown}\" is not UTF-8 or holds control characters, white space or a backslash"
         ));

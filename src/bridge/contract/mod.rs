@@ -11,9 +11,7 @@ mod status;
 
 use std::fmt;
 
-pub use config::{
-    MAX_CHANNEL_ID, NewChannel, channel_config_json, field_name, parse_channel_config,
-};
+pub use config::{NewChannel, channel_config_json, field_name, parse_channel_config};
 pub use inbound::{hint_item, inbound_id, inbound_item};
 pub use outbound::{APOLOGY, Kind, Outbound, dead_letter_json, parse_outbound, short_hash};
 pub use status::{State, Status, heartbeat_json, status_json};
@@ -31,16 +29,10 @@ impl fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
-impl From<&str> for Invalid {
-    fn from(s: &str) -> Invalid {
-        Invalid(s.to_owned())
-    }
-}
-
-impl From<String> for Invalid {
-    fn from(s: String) -> Invalid {
-        Invalid(s)
-    }
+/// A value from Redis as an error message may show it: at most 64
+/// characters, escaped (no control character reaches a log line).
+fn shown(s: &str) -> String {
+    s.chars().take(64).collect::<String>().escape_default().to_string()
 }
 
 /// Contract major version.

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Invalid, VERSION};
+use super::{Invalid, VERSION, shown};
 
 /// How an outbound item is meant to be shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +81,11 @@ struct RawError {
 }
 
 /// Longest Feishu id accepted in an outbound item's target.
-pub const MAX_FEISHU_ID: usize = 128;
+const MAX_FEISHU_ID: usize = 128;
 
 /// Whether `id` has the shape of a Feishu message or chat id (`om_…`,
 /// `oc_…`): safe to put into a REST path.
-pub fn is_feishu_id(id: &str) -> bool {
+fn is_feishu_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_FEISHU_ID
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -123,8 +123,7 @@ fn parse(raw: &str) -> Result<Outbound, String> {
     // They go into REST paths and query strings: Feishu's id shape only.
     for (name, id) in [("target.message_id", &message_id), ("target.chat_id", &chat_id)] {
         if let Some(id) = id.as_deref().filter(|id| !is_feishu_id(id)) {
-            let shown: String =
-                id.chars().take(64).collect::<String>().escape_default().to_string();
+            let shown = shown(id);
             return Err(format!(
                 "{name} \"{shown}\" is not a Feishu id (1 to {MAX_FEISHU_ID} ASCII letters, digits, '_' or '-')"
             ));
