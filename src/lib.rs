@@ -22,6 +22,7 @@ pub mod logging;
 /// `serve` for the binary; `names` for the test that every metric is exported.
 pub mod metrics;
 mod outbound;
+mod panics;
 /// Markdown → Feishu parts, for the property tests and the render fuzz target.
 pub mod render;
 /// The main loop, run by the binary and by the supervisor test.

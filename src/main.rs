@@ -58,6 +58,7 @@ fn main() -> ExitCode {
 
 #[allow(clippy::print_stderr)] // before the logger exists
 fn run() -> ExitCode {
+    metrics::init();
     let cfg = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

@@ -5,7 +5,7 @@
 //! `METRICS_ADDR` is set, but counting is always on (it is cheap).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -36,6 +36,8 @@ pub const OUTBOUND_RETRIES: &str = "feishu_gateway_outbound_retries_total";
 pub const TOKEN_REFRESHES: &str = "feishu_gateway_token_refreshes_total";
 /// Gauge: length of the Redis lists (label `queue`).
 pub const QUEUE_LENGTH: &str = "feishu_gateway_queue_length";
+/// Counter: panics caught in long-lived threads, each followed by a restart (label `thread`).
+pub const THREAD_RESTARTS: &str = "feishu_gateway_thread_restarts_total";
 /// Gauge: 1 while the main loop is alive and Redis reachable.
 pub const UP: &str = "feishu_gateway_up";
 
@@ -44,9 +46,13 @@ struct Registry {
     gauges: Mutex<BTreeMap<(&'static str, String), f64>>,
     /// Per channel: when a frame last arrived (ms since the epoch).
     frames: Mutex<BTreeMap<String, u64>>,
-    /// When the main loop last went round (ms since the epoch).
+    /// When the main loop last went round (ms since the epoch); the
+    /// process start until it first does.
     alive: AtomicU64,
     redis_ok: AtomicBool,
+    /// When an event was last acknowledged 200 / refused with 500.
+    acked_at: AtomicU64,
+    refused_at: AtomicU64,
 }
 
 fn registry() -> &'static Registry {
@@ -55,8 +61,10 @@ fn registry() -> &'static Registry {
         counters: Mutex::new(BTreeMap::new()),
         gauges: Mutex::new(BTreeMap::new()),
         frames: Mutex::new(BTreeMap::new()),
-        alive: AtomicU64::new(0),
+        alive: AtomicU64::new(now_ms()),
         redis_ok: AtomicBool::new(false),
+        acked_at: AtomicU64::new(0),
+        refused_at: AtomicU64::new(0),
     })
 }
 
@@ -109,6 +117,19 @@ pub fn main_loop_alive(redis_ok: bool) {
     registry().redis_ok.store(redis_ok, Ordering::Relaxed);
 }
 
+/// Records an acknowledgement sent to Feishu: 200 (stored or skipped) or
+/// 500 (refused: Feishu delivers the event again).
+pub fn ack_sent(code: u16) {
+    inc(ACKS, &[("code", if code == 200 { "200" } else { "500" })]);
+    let at = if code == 200 { &registry().acked_at } else { &registry().refused_at };
+    at.store(now_ms(), Ordering::Relaxed);
+}
+
+/// Call at start: the clock of the stall check starts with the process.
+pub fn init() {
+    registry();
+}
+
 /// Why `/healthz` answers 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unhealthy {
@@ -116,6 +137,8 @@ pub enum Unhealthy {
     Stalled(u64),
     /// The main loop's last Redis call failed.
     RedisUnreachable,
+    /// The last event was refused (acknowledged 500), this many ms ago.
+    RefusingEvents(u64),
 }
 
 impl std::fmt::Display for Unhealthy {
@@ -123,21 +146,36 @@ impl std::fmt::Display for Unhealthy {
         match self {
             Unhealthy::Stalled(ms) => write!(f, "main loop stalled for {ms} ms"),
             Unhealthy::RedisUnreachable => f.write_str("Redis is unreachable"),
+            Unhealthy::RefusingEvents(ms) => write!(
+                f,
+                "events are being refused (the last {ms} ms ago): they cannot be stored in Redis"
+            ),
         }
     }
 }
 
 impl std::error::Error for Unhealthy {}
 
-/// Healthy: the main loop went round within 5 s and Redis answers.
+/// How long a refused event keeps `/healthz` failing (unless one is
+/// stored meanwhile).
+const REFUSED_FOR: u64 = 60_000;
+
+/// Healthy: the main loop went round within 5 s, Redis answers, and no
+/// event was refused in the last minute since the last one stored.
 pub fn healthy() -> Result<(), Unhealthy> {
     let r = registry();
-    let age = now_ms().saturating_sub(r.alive.load(Ordering::Relaxed));
+    let now = now_ms();
+    let age = now.saturating_sub(r.alive.load(Ordering::Relaxed));
     if age > 5000 {
         return Err(Unhealthy::Stalled(age));
     }
     if !r.redis_ok.load(Ordering::Relaxed) {
         return Err(Unhealthy::RedisUnreachable);
+    }
+    let refused = r.refused_at.load(Ordering::Relaxed);
+    let since = now.saturating_sub(refused);
+    if refused > r.acked_at.load(Ordering::Relaxed) && since < REFUSED_FOR {
+        return Err(Unhealthy::RefusingEvents(since));
     }
     Ok(())
 }
@@ -153,6 +191,7 @@ const HELP: &[(&str, &str, &str)] = &[
     (OUTBOUND_RETRIES, "counter", "Feishu REST calls retried"),
     (TOKEN_REFRESHES, "counter", "tenant tokens fetched"),
     (QUEUE_LENGTH, "gauge", "length of the Redis lists"),
+    (THREAD_RESTARTS, "counter", "panics caught in long-lived threads, each followed by a restart"),
     (UP, "gauge", "1 while the main loop is alive and Redis reachable"),
 ];
 
@@ -170,6 +209,13 @@ pub fn render() -> String {
     }
     for ((name, l), v) in r.gauges.lock().expect("metrics lock").iter() {
         samples.entry(name).or_default().push(format!("{name}{l} {v}"));
+    }
+    for (thread, n) in crate::panics::restarts() {
+        let name = THREAD_RESTARTS;
+        samples
+            .entry(name)
+            .or_default()
+            .push(format!("{name}{} {n}", labels(&[("thread", &thread)])));
     }
     let now = now_ms();
     for (ch, t) in r.frames.lock().expect("metrics lock").iter() {
@@ -195,42 +241,86 @@ pub fn render() -> String {
     out
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` from a thread of its own.
+/// Clients served at once; more are answered 503 at once.
+const MAX_CLIENTS: usize = 16;
+/// The whole request (line and headers) must arrive within this.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Serves `/metrics` and `/healthz` on `addr`: a `metrics` thread accepts,
+/// and each client is served by a short-lived thread of its own, so a slow
+/// one holds up no other.
 pub fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-            let mut request = String::new();
-            let mut reader = BufReader::new(&stream);
-            if reader.read_line(&mut request).is_err() {
-                continue;
+        let clients = std::sync::Arc::new(AtomicU64::new(0));
+        crate::panics::keep_running("metrics", || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                crate::panics::inject("metrics");
+                if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS as u64 {
+                    clients.fetch_sub(1, Ordering::AcqRel);
+                    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                    let _ = respond(&stream, "503 Service Unavailable", "text/plain", "busy\n");
+                    continue;
+                }
+                let held = clients.clone();
+                let spawned =
+                    std::thread::Builder::new().name("metrics-client".into()).spawn(move || {
+                        serve_one(&stream);
+                        held.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    clients.fetch_sub(1, Ordering::AcqRel);
+                }
             }
-            // Skip the headers.
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (status, ctype, body) = match path {
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", render()),
-                "/healthz" => match healthy() {
-                    Ok(()) => ("200 OK", "text/plain", "ok\n".to_owned()),
-                    Err(e) => ("503 Service Unavailable", "text/plain", format!("{e}\n")),
-                },
-                _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
+        })
     })?;
     Ok(bound)
+}
+
+/// Reads one request (within [`REQUEST_DEADLINE`]) and answers it.
+fn serve_one(stream: &std::net::TcpStream) {
+    let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
+    let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
+    let mut reader = BufReader::new(stream).take(8192);
+    let mut request = String::new();
+    let mut line = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if request.is_empty() => request = std::mem::take(&mut line),
+            Ok(_) if line.trim().is_empty() => break,
+            Ok(_) => {}
+        }
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("/");
+    let _ = match path {
+        "/metrics" => respond(stream, "200 OK", "text/plain; version=0.0.4", &render()),
+        "/healthz" => match healthy() {
+            Ok(()) => respond(stream, "200 OK", "text/plain", "ok\n"),
+            Err(e) => respond(stream, "503 Service Unavailable", "text/plain", &format!("{e}\n")),
+        },
+        _ => respond(stream, "404 Not Found", "text/plain", "not found\n"),
+    };
+}
+
+fn respond(
+    mut stream: &std::net::TcpStream,
+    status: &str,
+    ctype: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 #[cfg(test)]

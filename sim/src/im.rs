@@ -101,6 +101,8 @@ pub(crate) struct Im {
     pub withdrawn: HashSet<String>,
     /// User messages seen in pushed events: message id → chat id.
     pub user_messages: HashMap<String, String>,
+    /// Apps whose every IM call answers only after this long.
+    pub slow_apps: HashMap<String, Duration>,
 }
 
 /// Text bodies over 150 KB and card/post bodies over 30 KB are refused.

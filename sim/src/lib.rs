@@ -202,6 +202,17 @@ impl Sim {
         self.inner.lock().im.faults.push_back((route, fault));
     }
 
+    /// Makes every IM call of `app_id` answer only after `delay` (a hung
+    /// region when it is longer than the client's timeout); zero undoes it.
+    pub fn slow_app(&self, app_id: &str, delay: Duration) {
+        let mut st = self.inner.lock();
+        if delay.is_zero() {
+            st.im.slow_apps.remove(app_id);
+        } else {
+            st.im.slow_apps.insert(app_id.to_owned(), delay);
+        }
+    }
+
     /// Forgets every tenant token, as if they had expired.
     pub fn invalidate_tokens(&self) {
         self.inner.lock().tokens.clear();

@@ -2,7 +2,6 @@
 //! tokens, `/bot/v3/info`, and the IM routes (delegated to `im`).
 
 use serde_json::{Value, json};
-use std::time::Duration;
 
 use crate::http::{Request, Response};
 use crate::state::{App, Inner, State};
@@ -82,7 +81,7 @@ pub(crate) fn rest(inner: &Inner, req: Request) -> Response {
             };
             let mut st = inner.lock();
             let Some(app_id) = bearer_app_id(&st, &req) else { return invalid_token() };
-            let mut delay = Duration::ZERO;
+            let mut delay = st.im.slow_apps.get(&app_id).copied().unwrap_or_default();
             match st.im.take_fault(route) {
                 Some(Fault::Error { http, code, msg, reset }) => {
                     let mut r = Response::json(http, json!({"code": code, "msg": msg}));

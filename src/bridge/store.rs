@@ -82,6 +82,11 @@ impl Store {
         }
     }
 
+    /// Drops the connection (after a panic left it in an unknown state).
+    pub fn reset(&mut self) {
+        self.con = None;
+    }
+
     /// Runs `f` on the connection, connecting first if needed. A failed
     /// call drops the connection so the next one starts afresh.
     fn with<T>(&mut self, f: impl FnOnce(&mut Connection, &Store) -> RedisResult<T>) -> Result<T> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::contract;
 use super::store::{RedisError, connect};
+use crate::panics;
 
 /// What the watcher reports.
 #[derive(Debug)]
@@ -60,6 +61,7 @@ fn subscribe_loop(
         }
         match pubsub.get_message() {
             Ok(msg) => {
+                panics::inject("config-watch");
                 let payload: String = msg.get_payload().unwrap_or_else(|_| "*".into());
                 if tx.send(WatchEvent::Changed(payload)).is_err() {
                     return Ok(());

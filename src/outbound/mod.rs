@@ -1,21 +1,23 @@
 //! Outbound: AskTable's answers back to Feishu.
 //!
 //! One `outbound-pop` thread ([`pop`]) moves items with `BLMOVE` from
-//! `at:channel:outbound:feishu` to this instance's processing list and hands
-//! them over bounded channels to `reply-N` workers ([`worker`]); the lane is
-//! chosen by chat so replies in one chat keep their order. A worker renders
-//! the answer, sends it ([`send`]) with idempotency uuids derived from the
-//! item id, retries transient failures within `OUTBOUND_RETRY_WINDOW`, and
-//! only then removes the item from the processing list (or dead-letters
-//! it). Progress items stream into one card, updated at most about once a
-//! second ([`coalesce`]); replicas agree on that card through the reply key
+//! `at:channel:outbound:feishu` to this instance's processing list and
+//! queues them on the [`board`], one queue per chat, which `reply-N`
+//! workers ([`worker`]) take from: a chat's replies keep their order, and a
+//! slow chat or app holds up no one else. A worker renders the answer,
+//! sends it ([`send`]) with idempotency uuids derived from the item id,
+//! retries transient failures within `OUTBOUND_RETRY_WINDOW`, and only then
+//! removes the item from the processing list (or dead-letters it). Progress
+//! items stream into one card, updated at most about once a second (the
+//! board's coalescing); replicas agree on that card through the reply key
 //! ([`reply`]). Calls are paced by [`budget`]. A `typing` thread
 //! ([`typing`]) adds the typing reaction to questions as they are stored.
+//! Every thread survives a panic ([`crate::panics`]).
 //!
 //! This file starts and stops the threads.
 
+mod board;
 mod budget;
-mod coalesce;
 mod pop;
 mod reply;
 mod send;
@@ -31,7 +33,9 @@ use std::time::{Duration, Instant};
 use crate::bridge::contract::Outbound as Item;
 use crate::bridge::store::Store;
 use crate::feishu::api::{Api, AppCreds};
+use crate::panics;
 use crate::render::Limits;
+use board::Board;
 
 pub use typing::TypingJob;
 
@@ -69,9 +73,14 @@ pub struct Job {
     since: Instant,
 }
 
+/// Items queued on the board, all chats together, before the pop thread waits.
+const BOARD_TOTAL: usize = 4096;
+
 /// The running outbound threads.
 pub struct Outbound {
     stop: Option<Sender<()>>,
+    board: Arc<Board<Job>>,
+    pop: Option<JoinHandle<()>>,
     handles: Vec<JoinHandle<()>>,
     typing: Option<Sender<TypingJob>>,
 }
@@ -86,11 +95,14 @@ impl Outbound {
         let (stop_tx, stop_rx) = bounded::<()>(1);
         let budget = Arc::new(budget::Budget::default());
         let in_flight = pop::InFlight::default();
+        let workers = settings.workers.max(1);
+        let board = Arc::new(Board::new(board::Limits {
+            total: BOARD_TOTAL,
+            per_app: workers.div_ceil(2),
+        }));
         let mut handles = Vec::new();
-        let mut lanes = Vec::new();
-        for n in 0..settings.workers.max(1) {
-            let (tx, rx) = bounded::<Job>(32);
-            lanes.push(tx);
+        for n in 0..workers {
+            let name = format!("reply-{n}");
             let mut w = worker::Worker {
                 settings: settings.clone(),
                 store: Store::new(client.clone()),
@@ -102,34 +114,40 @@ impl Outbound {
                     retry_window: settings.retry_window,
                 },
                 channels: channels.clone(),
-                coalescer: coalesce::Coalescer::default(),
+                name: name.clone(),
             };
-            let spawned =
-                thread::Builder::new().name(format!("reply-{n}")).spawn(move || w.run(rx));
+            let board = board.clone();
+            let spawned = thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || panics::keep_running(&name, || w.run(&board)));
             handles.extend(spawned.map_err(|e| log::error!("cannot start reply worker: {e}")));
         }
+        let mut pop =
+            pop::Pop::new(settings.clone(), Store::new(client.clone()), board.clone(), in_flight);
         let pop_stop = stop_rx.clone();
-        let pop = pop::Pop::new(settings.clone(), Store::new(client.clone()), lanes, in_flight);
-        let spawned =
-            thread::Builder::new().name("outbound-pop".into()).spawn(move || pop.run(pop_stop));
-        handles.extend(spawned.map_err(|e| log::error!("cannot start outbound-pop: {e}")));
+        let pop = thread::Builder::new()
+            .name("outbound-pop".into())
+            .spawn(move || panics::keep_running("outbound-pop", || pop.run(&pop_stop)))
+            .map_err(|e| log::error!("cannot start outbound-pop: {e}"))
+            .ok();
         let typing = if settings.typing_reaction.is_empty() {
             None
         } else {
             let (tx, rx) = bounded::<TypingJob>(1024);
-            let t = typing::Typing::new(
+            let mut t = typing::Typing::new(
                 settings.typing_reaction.clone(),
                 Store::new(client),
                 api,
                 budget,
             );
             let stop = stop_rx.clone();
-            let spawned =
-                thread::Builder::new().name("typing".into()).spawn(move || t.run(rx, stop));
+            let spawned = thread::Builder::new()
+                .name("typing".into())
+                .spawn(move || panics::keep_running("typing", || t.run(&rx, &stop)));
             handles.extend(spawned.map_err(|e| log::error!("cannot start typing thread: {e}")));
             Some(tx)
         };
-        Outbound { stop: Some(stop_tx), handles, typing }
+        Outbound { stop: Some(stop_tx), board, pop, handles, typing }
     }
 
     /// Where stored questions ask for the typing reaction (none when off).
@@ -143,18 +161,38 @@ impl Outbound {
         drop(self.stop.take());
         drop(self.typing.take());
         let deadline = Instant::now() + grace;
-        for h in self.handles.drain(..) {
-            while !h.is_finished() && Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(20));
-            }
-            if h.is_finished() {
-                let _ = h.join();
-            } else {
-                log::warn!(
-                    "outbound thread {:?} still busy at shutdown; its item stays queued",
-                    h.thread().name()
-                );
-            }
+        // The pop thread first (it ends within one BLMOVE timeout), so that
+        // nothing is queued after the board closes.
+        if let Some(pop) = self.pop.take() {
+            join_until(pop, deadline);
         }
+        self.board.close();
+        for h in self.handles.drain(..) {
+            join_until(h, deadline);
+        }
+        let left = self.board.queued();
+        if left > 0 {
+            log::warn!(
+                "outbound: {left} queued item(s) not handled before shutdown; they stay queued in Redis"
+            );
+        }
+    }
+}
+
+/// Joins `h` if it finishes before `deadline`; else leaves it (its item
+/// stays in the processing list for the next start).
+fn join_until(h: JoinHandle<()>, deadline: Instant) {
+    while !h.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    if h.is_finished() {
+        if let Err(p) = h.join() {
+            log::error!("outbound thread ended with a panic: {}", panics::message(p.as_ref()));
+        }
+    } else {
+        log::warn!(
+            "outbound thread {:?} still busy at shutdown; its item stays queued",
+            h.thread().name()
+        );
     }
 }

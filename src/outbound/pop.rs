@@ -1,23 +1,23 @@
 //! The `outbound-pop` thread: `BLMOVE` from the outbound list into this
 //! instance's processing list, recovery of unfinished items (this
 //! instance's previous run, instances whose heartbeat expired), the sweep
-//! of items no worker holds, and dispatch to the lanes by chat.
+//! of items no worker holds, and dispatch to the board (queues by chat).
 //!
 //! [`InFlight`] is the bookkeeping that makes the sweep safe; its rule is
 //! the pure [`orphans`].
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::board::{Board, Entry};
 use super::{Job, Settings};
-use crate::bridge::contract;
+use crate::bridge::contract::{self, Kind};
 use crate::bridge::store::{self, Store};
 use crate::clock::{Backoff, now_ms};
 use crate::metrics;
+use crate::panics;
 
 /// Items of this instance's processing list that a worker holds (taken
 /// from Redis and not finished yet), counted by their raw JSON. What is in
@@ -76,11 +76,14 @@ pub fn orphans(held: &HashMap<String, usize>, listed: Vec<String>) -> Vec<String
         .collect()
 }
 
+/// How long the pop thread pauses while the board is full.
+const BOARD_FULL_WAIT: Duration = Duration::from_millis(100);
+
 /// The pop thread's state.
 pub struct Pop {
     pub settings: Settings,
     pub store: Store,
-    pub lanes: Vec<Sender<Job>>,
+    pub board: Arc<Board<Job>>,
     pub in_flight: InFlight,
     /// Whether the last Redis call worked (`None` before the first).
     redis_ok: Option<bool>,
@@ -94,13 +97,13 @@ impl Pop {
     pub fn new(
         settings: Settings,
         store: Store,
-        lanes: Vec<Sender<Job>>,
+        board: Arc<Board<Job>>,
         in_flight: InFlight,
     ) -> Pop {
         Pop {
             settings,
             store,
-            lanes,
+            board,
             in_flight,
             redis_ok: None,
             own_recovered: false,
@@ -108,13 +111,16 @@ impl Pop {
         }
     }
 
-    pub fn run(mut self, stop: Receiver<()>) {
+    /// Runs until `stop` fires. Run again after a panic, it picks up where
+    /// it was (an item it was handing out is found by the sweep).
+    pub fn run(&mut self, stop: &Receiver<()>) {
         let processing = contract::processing_key(&self.settings.instance_id);
         let mut next_recovery = Instant::now();
         let mut wait = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+        self.sweep_due = self.own_recovered;
         loop {
             if !matches!(stop.try_recv(), Err(TryRecvError::Empty)) {
-                return; // dropping the lanes lets the workers finish and exit
+                return;
             }
             if Instant::now() >= next_recovery || (self.sweep_due && self.redis_ok == Some(true)) {
                 next_recovery = Instant::now() + self.settings.recover_every;
@@ -125,6 +131,13 @@ impl Pop {
             // Nothing new is taken before the previous run's leftovers are back.
             if !self.own_recovered {
                 if !matches!(stop.recv_timeout(wait.next_delay()), Err(RecvTimeoutError::Timeout)) {
+                    return;
+                }
+                continue;
+            }
+            // A full board (every chat's items together) waits; one chat never does.
+            if !self.board.has_room() {
+                if !matches!(stop.recv_timeout(BOARD_FULL_WAIT), Err(RecvTimeoutError::Timeout)) {
                     return;
                 }
                 continue;
@@ -211,20 +224,25 @@ impl Pop {
         Ok(())
     }
 
-    /// Parses an item and hands it to its chat's lane, or dead-letters it.
+    /// Parses an item and queues it on the board, or dead-letters it.
     fn dispatch(&mut self, raw: String, processing: &str) {
+        panics::inject("outbound-pop");
         match contract::parse_outbound(&raw) {
             Ok(item) => {
-                let mut h = DefaultHasher::new();
-                item.lane_key().hash(&mut h);
-                let lane = (h.finish() % self.lanes.len() as u64) as usize;
                 self.in_flight.add(&raw);
-                let job = Job { raw, item, since: Instant::now() };
-                if let Err(e) = self.lanes[lane].send(job) {
-                    self.in_flight.release(&e.0.raw);
-                    log::error!(
-                        "outbound: reply worker {lane} is gone; item stays in {processing}"
-                    );
+                let entry = Entry {
+                    app: item.channel_id.clone(),
+                    chat: item.lane_key().to_owned(),
+                    reply: item.in_reply_to.clone(),
+                    progress: item.kind == Kind::Progress,
+                    item: Job { raw, item, since: Instant::now() },
+                };
+                // Superseded progress items are previews nobody needs now.
+                // One not removed is left for the sweep.
+                for old in self.board.push(entry) {
+                    let removed = self.store.lrem(processing, &old.raw).is_ok();
+                    self.in_flight.release(&old.raw);
+                    self.sweep_due |= !removed;
                 }
             }
             Err(reason) => {

@@ -14,6 +14,7 @@ use super::send::Courier;
 use crate::bridge::contract;
 use crate::bridge::store::Store;
 use crate::feishu::api::{Api, AppCreds};
+use crate::panics;
 
 /// A request to show the typing reaction on a stored question.
 #[derive(Debug, Clone)]
@@ -38,12 +39,13 @@ impl Typing {
     }
 
     /// Adds reactions until `rx` closes or `stop` fires.
-    pub fn run(mut self, rx: Receiver<TypingJob>, stop: Receiver<()>) {
+    pub fn run(&mut self, rx: &Receiver<TypingJob>, stop: &Receiver<()>) {
         loop {
             let job = crossbeam_channel::select! {
                 recv(rx) -> job => match job { Ok(j) => j, Err(_) => return },
                 recv(stop) -> _ => return,
             };
+            panics::inject("typing");
             self.budget.wait(&job.creds.app_id, &job.chat_id);
             let reaction = match self.api.add_reaction(&job.creds, &job.message_id, &self.emoji) {
                 Ok(id) if !id.is_empty() => id,

@@ -1,15 +1,15 @@
-//! One `reply-N` worker: one lane of chats. It coalesces progress items
-//! (at most one card update a second per reply), streams them into one
-//! card, delivers final answers (completing the progress card when there
-//! is one, else sending a new reply), and finishes every item: removed
-//! from the processing list when delivered, dead-lettered when it cannot
-//! be, left for the sweep when Redis cannot tell the reply's state.
+//! One `reply-N` worker: takes items from the board (one chat at a time,
+//! see [`super::board`]), streams progress items into one card, delivers
+//! final answers (completing the progress card when there is one, else
+//! sending a new reply), and finishes every item: removed from the
+//! processing list when delivered, dead-lettered when it cannot be, left
+//! for the sweep when Redis cannot tell the reply's state.
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::coalesce::Coalescer;
+use super::board::Board;
 use super::pop::InFlight;
 use super::reply::{self, Reply};
 use super::send::{Courier, Undelivered, uuid};
@@ -19,6 +19,7 @@ use crate::bridge::store::Store;
 use crate::clock::now_ms;
 use crate::feishu::api::{AppCreds, Destination};
 use crate::metrics;
+use crate::panics;
 use crate::render;
 
 /// How long a final answer waits for Redis to tell the reply's state.
@@ -31,33 +32,35 @@ pub struct Worker {
     pub in_flight: InFlight,
     pub courier: Courier,
     pub channels: Channels,
-    /// Progress items waiting for their update slot, by `in_reply_to`.
-    pub coalescer: Coalescer<Job>,
+    /// The thread's name, for logs.
+    pub name: String,
 }
 
 impl Worker {
-    /// Handles jobs until the lane closes, then shows what it still holds.
-    pub fn run(&mut self, rx: Receiver<Job>) {
-        loop {
-            let timeout = self.coalescer.next_due().map_or(Duration::from_millis(500), |d| {
-                d.saturating_duration_since(Instant::now())
-            });
-            match rx.recv_timeout(timeout) {
-                Ok(job) => self.handle(job),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    for job in self.coalescer.drain() {
-                        self.progress(job);
-                    }
-                    return;
-                }
+    /// Handles items from the board until it is closed and empty. A panic
+    /// while handling one dead-letters that item (it would panic again)
+    /// and the worker goes on with a fresh Redis connection.
+    pub fn run(&mut self, board: &Board<Job>) {
+        while let Some((job, slot)) = board.take() {
+            let (raw, id) = (job.raw.clone(), job.item.id.clone());
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.handle(job, board))) {
+                panics::caught(&self.name, p.as_ref(), "its item is dead-lettered");
+                self.store.reset();
+                self.after_panic(&raw, &id, &panics::message(p.as_ref()));
             }
-            let now = Instant::now();
-            for job in self.coalescer.due(now) {
-                self.progress(job);
-            }
-            self.coalescer.forget_old(now);
+            board.finish(slot);
         }
+    }
+
+    /// Dead-letters the item whose handling panicked.
+    fn after_panic(&mut self, raw: &str, id: &str, why: &str) {
+        metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "dead_letter")]);
+        let reason = format!("internal error while delivering it ({why}); please report this");
+        let dead = contract::dead_letter_json(&reason, raw, now_ms());
+        if self.store.dead_letter(&dead, &self.processing(), raw).is_err() {
+            log::warn!("outbound: could not dead-letter item {id}; the sweep offers it again");
+        }
+        self.in_flight.release(raw);
     }
 
     fn processing(&self) -> String {
@@ -105,19 +108,10 @@ impl Worker {
         self.in_flight.release(&job.raw);
     }
 
-    fn handle(&mut self, job: Job) {
-        let key = job.item.in_reply_to.clone();
-        // A newer item for the same reply supersedes a held progress item.
-        if let Some(old) = key.as_deref().and_then(|k| self.coalescer.supersede(k)) {
-            self.done(&old.raw);
-        }
+    fn handle(&mut self, job: Job, board: &Board<Job>) {
+        panics::inject("reply");
         match job.item.kind {
-            Kind::Progress => {
-                let k = key.expect("progress items have in_reply_to");
-                if let Some(job) = self.coalescer.offer(k, job, Instant::now()) {
-                    self.progress(job);
-                }
-            }
+            Kind::Progress => self.progress(job, board),
             Kind::Final => self.deliver_final(job),
         }
     }
@@ -144,7 +138,7 @@ impl Worker {
         reply::read(&mut self.store, irt).map_err(Undelivered::Redis)
     }
 
-    fn progress(&mut self, job: Job) {
+    fn progress(&mut self, job: Job, board: &Board<Job>) {
         let Some(ch) = self.channel(&job.item.channel_id) else {
             let reason = Undelivered::UnknownChannel(job.item.channel_id.clone());
             return self.dead(&job, &reason);
@@ -183,7 +177,7 @@ impl Worker {
             Ok(shown) => {
                 if shown.is_some() {
                     metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "progress")]);
-                    self.coalescer.shown(irt, Instant::now());
+                    board.shown(&irt, Instant::now());
                 }
                 self.done(&job.raw);
             }

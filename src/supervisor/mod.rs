@@ -23,6 +23,7 @@ use crate::feishu::conn::{self, InboundStore, LastError, Session, Tuning, Update
 use crate::feishu::http::Http;
 use crate::metrics;
 use crate::outbound::{Channels, Outbound, Settings as OutboundSettings, TypingJob};
+use crate::panics;
 use crate::render::Limits;
 use crate::systemd;
 use registry::{Known, Parsed, Step};
@@ -75,8 +76,8 @@ pub type Runner = fn(&Session, &Api, &mut dyn InboundStore, &Receiver<()>, &dyn 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
-/// Reply workers (lanes by chat).
-const OUTBOUND_WORKERS: usize = 4;
+/// Reply workers (one app may hold half of them).
+const OUTBOUND_WORKERS: usize = 8;
 /// How long shutdown lets reply workers finish the items they hold.
 const OUTBOUND_GRACE: Duration = Duration::from_secs(10);
 const PANIC_RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -176,7 +177,11 @@ impl Supervisor {
         let client = self.client.clone();
         let watcher = thread::Builder::new()
             .name("config-watch".into())
-            .spawn(move || watch::run(client, watch_tx, watch_stop_rx))
+            .spawn(move || {
+                panics::keep_running("config-watch", || {
+                    watch::run(client.clone(), watch_tx.clone(), watch_stop_rx.clone())
+                })
+            })
             .expect("spawn config-watch thread");
         let outbound = Outbound::start(
             OutboundSettings {

@@ -17,6 +17,7 @@ use crate::feishu::api::AppCreds;
 use crate::feishu::conn::{LastError, Session, Transport, Update};
 use crate::inbound::InboundWriter;
 use crate::outbound::ChannelRef;
+use crate::panics;
 
 impl Supervisor {
     pub(super) fn start(&mut self, cfg: ChannelConfig) {
@@ -67,12 +68,7 @@ impl Supervisor {
             let result = catch_unwind(AssertUnwindSafe(|| {
                 runner(&session, &api, &mut writer, &stop_rx, &report)
             }));
-            let panic = result.err().map(|p| {
-                p.downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into())
-            });
+            let panic = result.err().map(|p| panics::message(p.as_ref()));
             let _ = tx.send(Event::Exited { channel_id: thread_id, generation, panic });
         });
         let ch = self.channels.get_mut(&id).expect("channel exists before start");
@@ -123,6 +119,7 @@ impl Supervisor {
         let _ = run.handle.join();
         ch.restart_at = Some(Instant::now() + PANIC_RESTART_DELAY);
         let why = panic.unwrap_or_else(|| "the connection thread ended unexpectedly".into());
+        panics::record(&format!("feishu-{id}"));
         log::error!("[{id}] connection thread failed: {why}; restarting this channel");
         self.set_state(id, State::Error, Some(LastError::new("internal_error", why)));
     }

@@ -28,7 +28,8 @@ const LEAVES: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("logging", &[]),
     ("systemd", &[]),
-    ("metrics", &["clock"]),
+    ("metrics", &["clock", "panics"]),
+    ("panics", &[]),
 ];
 
 struct File {

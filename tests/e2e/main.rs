@@ -11,6 +11,8 @@ mod architecture;
 mod channels;
 /// The operator commands (`check`, `status`, `channel`).
 mod cli;
+/// Hung apps and chats, panicking threads: isolation and supervision.
+mod faults;
 /// Inbound end to end: events over the real protocol → Redis, acks, dedup, faults.
 mod inbound;
 /// The official Feishu Python SDK against the simulator, and the benchmark's bridge.

@@ -269,7 +269,7 @@ impl Conn<'_> {
         let channel = self.session.channel_id.as_str();
         for (p, (code, outcome)) in pending.drain(..).zip(acks) {
             metrics::inc(metrics::INBOUND_EVENTS, &[("channel", channel), ("outcome", outcome)]);
-            metrics::inc(metrics::ACKS, &[("code", if code == 200 { "200" } else { "500" })]);
+            metrics::ack_sent(code);
             let frame = ack::ack_frame(p.frame, code, p.received.elapsed());
             socket.send(WsMessage::Binary(frame.encode().into())).map_err(|e| {
                 End::Lost(LastError::new("connection_lost", format!("ack failed: {e}")))
