@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -49,7 +49,8 @@ struct Registry {
     /// When the main loop last went round (ms since the epoch); the
     /// process start until it first does.
     alive: AtomicU64,
-    redis_ok: AtomicBool,
+    /// The main loop's Redis trouble (`None`: every operation works).
+    redis_problem: Mutex<Option<String>>,
     /// When an event was last acknowledged 200 / refused with 500.
     acked_at: AtomicU64,
     refused_at: AtomicU64,
@@ -62,7 +63,7 @@ fn registry() -> &'static Registry {
         gauges: Mutex::new(BTreeMap::new()),
         frames: Mutex::new(BTreeMap::new()),
         alive: AtomicU64::new(now_ms()),
-        redis_ok: AtomicBool::new(false),
+        redis_problem: Mutex::new(Some("not connected yet".into())),
         acked_at: AtomicU64::new(0),
         refused_at: AtomicU64::new(0),
     })
@@ -112,9 +113,13 @@ pub fn frame_seen(channel: &str) {
 }
 
 /// The main loop calls this every time round.
-pub fn main_loop_alive(redis_ok: bool) {
+pub fn main_loop_alive() {
     registry().alive.store(now_ms(), Ordering::Relaxed);
-    registry().redis_ok.store(redis_ok, Ordering::Relaxed);
+}
+
+/// The main loop's Redis trouble changed (`None`: every operation works).
+pub fn set_redis_problem(problem: Option<String>) {
+    *registry().redis_problem.lock().expect("metrics lock") = problem;
 }
 
 /// Records an acknowledgement sent to Feishu: 200 (stored or skipped) or
@@ -131,12 +136,12 @@ pub fn init() {
 }
 
 /// Why `/healthz` answers 503.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unhealthy {
     /// The main loop has not gone round for this many milliseconds.
     Stalled(u64),
-    /// The main loop's last Redis call failed.
-    RedisUnreachable,
+    /// Redis calls of the main loop fail (the trouble, in words).
+    Redis(String),
     /// The last event was refused (acknowledged 500), this many ms ago.
     RefusingEvents(u64),
 }
@@ -145,7 +150,7 @@ impl std::fmt::Display for Unhealthy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Unhealthy::Stalled(ms) => write!(f, "main loop stalled for {ms} ms"),
-            Unhealthy::RedisUnreachable => f.write_str("Redis is unreachable"),
+            Unhealthy::Redis(p) => write!(f, "Redis: {p}"),
             Unhealthy::RefusingEvents(ms) => write!(
                 f,
                 "events are being refused (the last {ms} ms ago): they cannot be stored in Redis"
@@ -169,8 +174,8 @@ pub fn healthy() -> Result<(), Unhealthy> {
     if age > 5000 {
         return Err(Unhealthy::Stalled(age));
     }
-    if !r.redis_ok.load(Ordering::Relaxed) {
-        return Err(Unhealthy::RedisUnreachable);
+    if let Some(p) = r.redis_problem.lock().expect("metrics lock").clone() {
+        return Err(Unhealthy::Redis(p));
     }
     let refused = r.refused_at.load(Ordering::Relaxed);
     let since = now.saturating_sub(refused);

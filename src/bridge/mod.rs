@@ -4,5 +4,6 @@
 
 /// Public for tests and fuzz targets (parsers, keys, JSON builders).
 pub mod contract;
+mod error;
 pub(crate) mod store;
 pub(crate) mod watch;

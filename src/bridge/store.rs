@@ -1,49 +1,18 @@
 //! A Redis connection owned by one thread, reconnected lazily, with
 //! timeouts on every call, and the gateway's Redis operations on it.
 //!
-//! Every operation fails with one [`RedisError`], whose `Display` never
-//! shows the Redis URL (it may hold a password).
+//! Every operation fails with one [`RedisError`] (`bridge/error.rs`),
+//! whose `Display` never shows the Redis URL (it may hold a password).
 
 use redis::{Client, Connection, RedisResult, Script};
-use std::fmt;
 use std::time::Duration;
 
 use super::contract;
+pub use super::error::{Problem, RedisError, Result};
 
 /// Connect and per-command I/O limits.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// A failed Redis call or an unusable `REDIS_URL`.
-#[derive(Debug)]
-pub struct RedisError(redis::RedisError);
-
-impl fmt::Display for RedisError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_connection_refusal() {
-            f.write_str("connection refused")
-        } else if self.0.is_timeout() {
-            f.write_str("timed out")
-        } else {
-            fmt::Display::fmt(&self.0, f)
-        }
-    }
-}
-
-impl std::error::Error for RedisError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
-}
-
-impl From<redis::RedisError> for RedisError {
-    fn from(e: redis::RedisError) -> RedisError {
-        RedisError(e)
-    }
-}
-
-/// The result of a Redis operation.
-pub type Result<T, E = RedisError> = std::result::Result<T, E>;
 
 /// A client for `REDIS_URL` (nothing is connected yet).
 pub fn client(url: &str) -> Result<Client> {
@@ -67,6 +36,7 @@ pub struct Store {
     status_clear: Script,
     typing_done: Script,
     replace_if: Script,
+    probe: Script,
 }
 
 impl Store {
@@ -79,6 +49,7 @@ impl Store {
             status_clear: Script::new(contract::STATUS_CLEAR_SCRIPT),
             typing_done: Script::new(contract::TYPING_DONE_SCRIPT),
             replace_if: Script::new(contract::REPLACE_IF_SCRIPT),
+            probe: Script::new(contract::PROBE_SCRIPT),
         }
     }
 
@@ -111,6 +82,20 @@ impl Store {
                 .unwrap_or("unknown")
                 .trim()
                 .to_owned())
+        })
+    }
+
+    /// Checks what the gateway needs of Redis, as its own user: scripts
+    /// run, the inbound list has the right type and may be pushed to, and a
+    /// write is accepted (a key of this instance, kept 10 s).
+    pub fn probe(&mut self, instance_id: &str) -> Result<()> {
+        self.with(|con, me| {
+            me.probe
+                .key(contract::INBOUND)
+                .key(contract::OUTBOUND)
+                .key(contract::probe_key(instance_id))
+                .invoke::<i64>(con)?;
+            Ok(())
         })
     }
 

@@ -61,14 +61,21 @@ pub fn check(cfg: Result<Config, crate::config::ConfigError>) -> ExitCode {
             return report(&lines);
         }
     };
-    match st.server_version() {
-        Ok(v) => lines.push(line(true, "redis", format!("reachable, version {v}"), "")),
+    let version = st.server_version();
+    match version.and_then(|v| st.probe(&cfg.instance_id).map(|()| v)) {
+        Ok(v) => lines.push(line(
+            true,
+            "redis",
+            format!("reachable, version {v}; takes writes and the gateway's scripts"),
+            "",
+        )),
         Err(e) => {
+            let p = e.problem();
             lines.push(line(
                 false,
                 "redis",
-                format!("{} unreachable: {}", cfg.redis_url_for_logs(), e),
-                "check REDIS_URL, that Redis runs, and firewalls/passwords",
+                format!("{}: {}: {e}", cfg.redis_url_for_logs(), p.as_str()),
+                p.hint(),
             ));
             return report(&lines);
         }

@@ -25,14 +25,27 @@ pub fn status(cfg: &Config, args: &[String]) -> ExitCode {
     let (configs, statuses) = match gathered {
         Ok(v) => v,
         Err(e) => {
+            let p = e.problem();
             eprintln!(
-                "asktable-feishu-gateway: Redis at {} is unreachable: {}",
+                "asktable-feishu-gateway: Redis at {}: {}: {e} ({})",
                 cfg.redis_url_for_logs(),
-                e
+                p.as_str(),
+                p.hint()
             );
             return ExitCode::FAILURE;
         }
     };
+    // Readable but not writable (OOM, READONLY, NOPERM): the statuses are
+    // what the gateway could last write; say why they may be stale.
+    if let Err(e) = st.probe(&cfg.instance_id) {
+        let p = e.problem();
+        eprintln!(
+            "warning: Redis at {}: {}: {e}; the gateway cannot write, so these states may be stale ({})",
+            cfg.redis_url_for_logs(),
+            p.as_str(),
+            p.hint()
+        );
+    }
     let mut rows: Vec<Value> = Vec::new();
     let status_of = |id: &str| {
         statuses

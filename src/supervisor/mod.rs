@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::bridge::contract::{self, State};
-use crate::bridge::store::{self, RedisError, Store};
+use crate::bridge::store::{self, Problem, RedisError, Store};
 use crate::bridge::watch::{self, WatchEvent};
 use crate::channel::ChannelConfig;
 use crate::clock::{Backoff, now_ms};
@@ -119,7 +119,10 @@ pub struct Supervisor {
     channels: BTreeMap<String, Channel>,
     stopping: HashMap<u64, JoinHandle<()>>,
     next_gen: u64,
-    redis_ok: Option<bool>,
+    /// The main loop's Redis operations that fail now, with the trouble.
+    redis_failing: BTreeMap<&'static str, (Problem, String)>,
+    /// A Redis operation of the main loop has worked once.
+    redis_seen: bool,
     started_at: u64,
     next_reload: Instant,
     reload_backoff: Backoff,
@@ -150,7 +153,8 @@ impl Supervisor {
             channels: BTreeMap::new(),
             stopping: HashMap::new(),
             next_gen: 1,
-            redis_ok: None,
+            redis_failing: BTreeMap::new(),
+            redis_seen: false,
             started_at: now_ms(),
             next_reload: now,
             reload_backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(32)),
@@ -259,7 +263,7 @@ impl Supervisor {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
-        metrics::main_loop_alive(self.redis_ok == Some(true));
+        metrics::main_loop_alive();
         if let Some(every) = self.watchdog
             && now >= self.next_watchdog
         {
@@ -307,7 +311,7 @@ impl Supervisor {
         let now = Instant::now();
         match self.store.read_configs() {
             Ok(entries) => {
-                self.note_redis(Ok(()));
+                self.note_redis("config read", Ok(()));
                 self.reload_backoff.reset();
                 self.next_reload = now + self.cfg.config_refresh;
                 self.reconcile(entries);
@@ -318,7 +322,7 @@ impl Supervisor {
                 }
             }
             Err(e) => {
-                self.note_redis(Err(e));
+                self.note_redis("config read", Err(e));
                 self.next_reload =
                     now + self.reload_backoff.next_delay().min(self.cfg.config_refresh);
             }
@@ -348,7 +352,7 @@ impl Supervisor {
             self.channels.remove(&id);
             metrics::forget_channel(&id);
             let result = self.store.clear_status(&id, &self.cfg.instance_id);
-            self.note_redis(result);
+            self.note_redis("status write", result);
         }
         for (id, step) in plan.steps {
             self.apply(&id, step);

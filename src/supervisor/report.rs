@@ -11,24 +11,61 @@ use crate::feishu::conn::LastError;
 use crate::metrics;
 use crate::systemd;
 
+/// How soon a failed heartbeat write is tried again.
+const HEARTBEAT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Supervisor {
-    /// Logs Redis reachability once per change, not once per attempt.
-    pub(super) fn note_redis(&mut self, result: store::Result<()>) -> bool {
+    /// Records how a Redis operation of the main loop went, and logs when
+    /// the set of failing operations changes (not once per attempt). Each
+    /// operation clears only its own failure, so a read that works while
+    /// writes are refused (OOM, READONLY, NOPERM) does not flap the state.
+    pub(super) fn note_redis(&mut self, op: &'static str, result: store::Result<()>) -> bool {
         let ok = result.is_ok();
-        if self.redis_ok != Some(ok) {
-            match &result {
-                Ok(()) if self.redis_ok.is_some() => log::info!("Redis is reachable again"),
-                Ok(()) => log::info!("connected to Redis"),
-                Err(e) => log::error!(
-                    "Redis at {} is unreachable: {}; retrying in the background",
-                    self.cfg.redis_url_for_logs(),
-                    e
-                ),
+        let before = self.redis_problem();
+        match result {
+            Ok(()) => {
+                self.redis_failing.remove(op);
             }
-            self.redis_ok = Some(ok);
+            Err(e) => {
+                let problem = e.problem();
+                // Logged when a kind of trouble appears, not per operation or attempt.
+                if !self.redis_failing.values().any(|(p, _)| *p == problem) {
+                    log::error!(
+                        "Redis at {}: {}: {op} failed: {e}; {}; retrying in the background",
+                        self.cfg.redis_url_for_logs(),
+                        problem.as_str(),
+                        problem.hint()
+                    );
+                }
+                self.redis_failing.insert(op, (problem, e.to_string()));
+            }
+        }
+        let first = ok && !self.redis_seen;
+        self.redis_seen |= ok;
+        let after = self.redis_problem();
+        if first {
+            log::info!("connected to Redis");
+        } else if before.is_some() && after.is_none() {
+            log::info!("Redis works again");
+        }
+        if before != after {
+            metrics::set_redis_problem(after.clone());
             self.notify_status();
         }
         ok
+    }
+
+    /// The main loop's Redis trouble, in words (`None` when every
+    /// operation works).
+    pub(super) fn redis_problem(&self) -> Option<String> {
+        if !self.redis_seen && self.redis_failing.is_empty() {
+            return Some("not connected yet".into());
+        }
+        let mut problems: Vec<&str> =
+            self.redis_failing.values().map(|(p, _)| p.as_str()).collect();
+        problems.sort();
+        problems.dedup();
+        (!problems.is_empty()).then(|| problems.join(", "))
     }
 
     pub(super) fn set_state(&mut self, id: &str, state: State, error: Option<LastError>) {
@@ -80,7 +117,7 @@ impl Supervisor {
             &self.cfg.instance_id,
             self.cfg.status_ttl,
         );
-        self.note_redis(result.map(|_| ()));
+        self.note_redis("status write", result.map(|_| ()));
     }
 
     /// Tells systemd how the channels are doing (`systemctl status` shows it).
@@ -89,7 +126,12 @@ impl Supervisor {
             return;
         }
         let states: Vec<State> = self.channels.values().map(|c| c.state).collect();
-        systemd::notify(&status_line(&states, self.redis_ok == Some(false)));
+        let problem = if self.redis_seen || !self.redis_failing.is_empty() {
+            self.redis_problem()
+        } else {
+            None
+        };
+        systemd::notify(&status_line(&states, problem.as_deref()));
     }
 
     /// Writes this instance's heartbeat key.
@@ -103,7 +145,11 @@ impl Supervisor {
             now_ms(),
         );
         let result = self.store.write_heartbeat(&self.cfg.instance_id, &json);
-        self.note_redis(result.map(|_| ()));
+        if !self.note_redis("heartbeat write", result) {
+            // Again soon: the heartbeat must not lapse for long, and the
+            // outage is over only when it is written again.
+            self.next_heartbeat = std::time::Instant::now() + HEARTBEAT_RETRY;
+        }
     }
 
     /// Samples the lengths of the Redis lists into gauges.
@@ -119,7 +165,7 @@ impl Supervisor {
 }
 
 /// The systemd `STATUS=` line for channels in `states`.
-pub fn status_line(states: &[State], redis_down: bool) -> String {
+pub fn status_line(states: &[State], redis_problem: Option<&str>) -> String {
     let count = |st: State| states.iter().filter(|s| **s == st).count();
     let mut line =
         format!("STATUS={} channel(s): {} connected", states.len(), count(State::Connected));
@@ -135,8 +181,8 @@ pub fn status_line(states: &[State], redis_down: bool) -> String {
             line.push_str(&format!(", {n} {name}"));
         }
     }
-    if redis_down {
-        line.push_str("; Redis unreachable");
+    if let Some(p) = redis_problem {
+        line.push_str(&format!("; Redis {p}"));
     }
     line
 }
@@ -147,14 +193,14 @@ mod tests {
 
     #[test]
     fn the_systemd_status_line() {
-        assert_eq!(status_line(&[], false), "STATUS=0 channel(s): 0 connected");
+        assert_eq!(status_line(&[], None), "STATUS=0 channel(s): 0 connected");
         let states = [State::Connected, State::Error, State::Connected, State::Disabled];
         assert_eq!(
-            status_line(&states, true),
-            "STATUS=4 channel(s): 2 connected, 1 in error, 1 disabled; Redis unreachable"
+            status_line(&states, Some("out of memory (writes refused)")),
+            "STATUS=4 channel(s): 2 connected, 1 in error, 1 disabled; Redis out of memory (writes refused)"
         );
         assert_eq!(
-            status_line(&[State::Connecting, State::Disconnected], false),
+            status_line(&[State::Connecting, State::Disconnected], None),
             "STATUS=2 channel(s): 0 connected, 1 connecting, 1 disconnected"
         );
     }

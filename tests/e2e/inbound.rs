@@ -230,7 +230,7 @@ fn encrypted_event_is_decrypted_with_the_encrypt_key() {
             .to_string();
     let push = s.sim.push_event(APP, &other);
     assert!(s.sim.wait_acked(push, SECS(5)));
-    assert!(s.gw.wait_log("cannot decrypt event", SECS(2)));
+    assert!(s.gw.wait_log("cannot decrypt event", SECS(5)));
     assert_eq!(inbound(&mut s.con).len(), 1);
 }
 

@@ -13,6 +13,8 @@ mod channels;
 mod cli;
 /// Hung apps and chats, panicking threads: isolation and supervision.
 mod faults;
+/// Honest health: Redis troubles named, /healthz under refusals and slow clients.
+mod health;
 /// Inbound end to end: events over the real protocol → Redis, acks, dedup, faults.
 mod inbound;
 /// The official Feishu Python SDK against the simulator, and the benchmark's bridge.

@@ -57,6 +57,11 @@ pub fn status_key(channel_id: &str) -> String {
     format!("at:channel:status:feishu:{channel_id}")
 }
 
+/// A key `check` and `status` write (10 s) to prove Redis takes writes.
+pub fn probe_key(instance_id: &str) -> String {
+    format!("at:channel:feishu:probe:{instance_id}")
+}
+
 /// One gateway instance's heartbeat.
 pub fn heartbeat_key(instance_id: &str) -> String {
     format!("at:channel:gateway:feishu:{instance_id}")
@@ -125,6 +130,9 @@ pub const HEARTBEAT_TTL: u64 = 30;
 /// ARGV: the dedup TTL, then one item per message.
 /// Returns per message 1 when pushed, 0 when it was seen before.
 pub const INBOUND_SCRIPT: &str = include_str!("inbound.lua");
+
+/// Checks the gateway's needs of Redis as its user (`probe.lua`).
+pub const PROBE_SCRIPT: &str = include_str!("probe.lua");
 
 /// Marks a question answered. KEYS: typing key. ARGV: TTL, [`TYPING_DONE`].
 /// Returns the reaction id stored there before (to delete it), if any.
