@@ -9,6 +9,11 @@ use std::time::Duration;
 pub fn notify(state: &str) -> bool {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return false };
     let Ok(sock) = UnixDatagram::unbound() else { return false };
+    // Never wait on a notification: a receiver that does not read must not
+    // stall the main loop (or shutdown) behind a full socket buffer.
+    if sock.set_nonblocking(true).is_err() {
+        return false;
+    }
     let path = path.to_string_lossy().into_owned();
     let sent = match path.strip_prefix('@') {
         Some(name) => {

@@ -77,6 +77,30 @@ impl Problem {
 }
 
 impl RedisError {
+    /// The same failure again, for a call that did not try (held off
+    /// after a failed connection attempt).
+    pub fn again(&self) -> RedisError {
+        let e = &self.0;
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+        {
+            let kind = if e.is_timeout() {
+                std::io::ErrorKind::TimedOut
+            } else {
+                std::io::ErrorKind::ConnectionRefused
+            };
+            RedisError(redis::RedisError::from(std::io::Error::new(kind, "retrying shortly")))
+        } else {
+            RedisError(redis::RedisError::from((
+                e.kind(),
+                "as on the last attempt",
+                self.to_string(),
+            )))
+        }
+    }
+
     /// The kind of trouble, for logs, status and `check`.
     pub fn problem(&self) -> Problem {
         let e = &self.0;

@@ -2,6 +2,7 @@
 //! connection wrapper with the gateway's operations, and the config watcher.
 //! No other module touches Redis.
 
+mod connect;
 /// Public for tests and fuzz targets (parsers, keys, JSON builders).
 pub mod contract;
 mod error;

@@ -5,52 +5,59 @@
 //! whose `Display` never shows the Redis URL (it may hold a password).
 
 use redis::{Client, Connection, RedisResult, Script};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+pub use super::connect::Connector;
+use super::connect::{CONNECT_DEADLINE, HOLD_OFF};
 use super::contract;
 pub use super::error::{Problem, RedisError, Result};
-
-/// Connect and per-command I/O limits.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A client for `REDIS_URL` (nothing is connected yet).
 pub fn client(url: &str) -> Result<Client> {
     Ok(Client::open(url)?)
 }
 
-/// Opens a connection with the gateway's timeouts.
-pub fn connect(client: &Client) -> Result<Connection> {
-    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-    con.set_read_timeout(Some(IO_TIMEOUT))?;
-    con.set_write_timeout(Some(IO_TIMEOUT))?;
-    Ok(con)
-}
-
 /// One lazily connected Redis connection.
 pub struct Store {
-    client: Client,
+    connector: Connector,
     con: Option<Connection>,
+    /// Until when calls fail at once after a failed connection attempt.
+    hold_off: Option<(Instant, RedisError)>,
+    /// How long a call waits for a connection attempt.
+    connect_wait: Duration,
     inbound: Script,
     status: Script,
     status_clear: Script,
     typing_done: Script,
     replace_if: Script,
     probe: Script,
+    dead_letter: Script,
+    lengths: Script,
 }
 
 impl Store {
     pub fn new(client: Client) -> Store {
         Store {
-            client,
+            connector: Connector::new(client),
             con: None,
+            hold_off: None,
+            connect_wait: CONNECT_DEADLINE,
             inbound: Script::new(contract::INBOUND_SCRIPT),
             status: Script::new(contract::STATUS_SCRIPT),
             status_clear: Script::new(contract::STATUS_CLEAR_SCRIPT),
             typing_done: Script::new(contract::TYPING_DONE_SCRIPT),
             replace_if: Script::new(contract::REPLACE_IF_SCRIPT),
             probe: Script::new(contract::PROBE_SCRIPT),
+            dead_letter: Script::new(contract::DEAD_LETTER_SCRIPT),
+            lengths: Script::new(contract::LENGTHS_SCRIPT),
         }
+    }
+
+    /// Waits at most `wait` for a connection attempt; one still running
+    /// goes on in the background (the main loop, which must stay prompt).
+    pub fn with_connect_wait(mut self, wait: Duration) -> Store {
+        self.connect_wait = wait;
+        self
     }
 
     /// Drops the connection (after a panic left it in an unknown state).
@@ -59,11 +66,28 @@ impl Store {
     }
 
     /// Runs `f` on the connection, connecting first if needed. A failed
-    /// call drops the connection so the next one starts afresh.
+    /// call drops the connection so the next one starts afresh; a failed
+    /// connection attempt makes calls fail at once for [`HOLD_OFF`].
     fn with<T>(&mut self, f: impl FnOnce(&mut Connection, &Store) -> RedisResult<T>) -> Result<T> {
         let mut con = match self.con.take() {
             Some(c) => c,
-            None => connect(&self.client)?,
+            None => {
+                if let Some((until, e)) = &self.hold_off
+                    && Instant::now() < *until
+                {
+                    return Err(e.again());
+                }
+                match self.connector.connect_within(self.connect_wait) {
+                    Ok(c) => {
+                        self.hold_off = None;
+                        c
+                    }
+                    Err(e) => {
+                        self.hold_off = Some((Instant::now() + HOLD_OFF, e.again()));
+                        return Err(e);
+                    }
+                }
+            }
         };
         let result = f(&mut con, self);
         if keep_connection(&result) {
@@ -203,28 +227,19 @@ impl Store {
         self.with(|con, _| redis::cmd("LRANGE").arg(list).arg(0).arg(-1).query(con))
     }
 
-    /// In one transaction: pushes a dead letter, trims the list to the
-    /// newest entries and removes the item from its processing list, so an
-    /// item is never both dead-lettered and still pending.
+    /// In one script: pushes a dead letter, trims the list to the newest
+    /// entries and removes the item from its processing list, so an item is
+    /// never both dead-lettered and still pending.
     pub fn dead_letter(&mut self, json: &str, processing: &str, raw: &str) -> Result<()> {
-        self.with(|con, _| {
-            redis::pipe()
-                .atomic()
-                .cmd("LPUSH")
-                .arg(contract::DEAD)
+        self.with(|con, me| {
+            me.dead_letter
+                .key(contract::DEAD)
+                .key(processing)
                 .arg(json)
-                .ignore()
-                .cmd("LTRIM")
-                .arg(contract::DEAD)
-                .arg(0)
-                .arg(contract::DEAD_MAX - 1)
-                .ignore()
-                .cmd("LREM")
-                .arg(processing)
-                .arg(1)
+                .arg(contract::DEAD_MAX)
                 .arg(raw)
-                .ignore()
-                .query(con)
+                .invoke::<i64>(con)?;
+            Ok(())
         })
     }
 
@@ -253,14 +268,14 @@ impl Store {
         self.with(|con, _| scan_keys(con, &format!("{}*", contract::processing_prefix())))
     }
 
-    /// Lengths of several lists in one round trip.
+    /// Lengths of several lists in one round trip (and one reply).
     pub fn llens(&mut self, keys: &[&str]) -> Result<Vec<u64>> {
-        self.with(|con, _| {
-            let mut pipe = redis::pipe();
+        self.with(|con, me| {
+            let mut call = me.lengths.prepare_invoke();
             for k in keys {
-                pipe.cmd("LLEN").arg(*k);
+                call.key(*k);
             }
-            pipe.query(con)
+            call.invoke(con)
         })
     }
 

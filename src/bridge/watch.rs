@@ -6,11 +6,10 @@
 //! changes made while Redis was unreachable are picked up.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use redis::Client;
 use std::time::Duration;
 
 use super::contract;
-use super::store::{RedisError, connect};
+use super::store::{Connector, RedisError};
 use crate::panics;
 
 /// What the watcher reports.
@@ -25,10 +24,10 @@ pub enum WatchEvent {
 }
 
 /// Runs until `stop` fires. Sends events to `tx`.
-pub fn run(client: Client, tx: Sender<WatchEvent>, stop: Receiver<()>) {
+pub fn run(connector: &mut Connector, tx: Sender<WatchEvent>, stop: Receiver<()>) {
     let mut delay = Duration::from_millis(250);
     loop {
-        let err = match subscribe_loop(&client, &tx, &stop) {
+        let err = match subscribe_loop(connector, &tx, &stop) {
             Ok(()) => return,
             Err(e) => e,
         };
@@ -44,11 +43,11 @@ pub fn run(client: Client, tx: Sender<WatchEvent>, stop: Receiver<()>) {
 
 /// `Ok` when stopped, `Err` when the subscription broke.
 fn subscribe_loop(
-    client: &Client,
+    connector: &mut Connector,
     tx: &Sender<WatchEvent>,
     stop: &Receiver<()>,
 ) -> Result<(), RedisError> {
-    let mut con = connect(client)?;
+    let mut con = connector.connect()?;
     let mut pubsub = con.as_pubsub();
     pubsub.subscribe(contract::CONFIG_CHANGED)?;
     pubsub.set_read_timeout(Some(Duration::from_millis(250)))?;

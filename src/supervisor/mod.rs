@@ -73,13 +73,22 @@ pub enum Event {
 pub type Runner = fn(&Session, &Api, &mut dyn InboundStore, &Receiver<()>, &dyn Fn(Update));
 
 /// How long shutdown waits for connection threads.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// From SIGTERM: replies in flight may finish until this, connection
+/// threads stop until [`CLOSE_BY`], and the final status writes are made
+/// until [`REPORT_BY`], so that the process exits within 10 s whatever
+/// Redis does.
+const REPLIES_BY: Duration = Duration::from_secs(5);
+const CLOSE_BY: Duration = Duration::from_millis(6500);
+const REPORT_BY: Duration = Duration::from_secs(7);
+/// How long a main-loop call waits for a Redis connection attempt (one
+/// still running goes on in the background: a black-holed Redis must not
+/// hold up the watchdog or SIGTERM).
+const MAIN_CONNECT_WAIT: Duration = Duration::from_secs(1);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// Reply workers (one app may hold half of them).
 const OUTBOUND_WORKERS: usize = 8;
-/// How long shutdown lets reply workers finish the items they hold.
-const OUTBOUND_GRACE: Duration = Duration::from_secs(10);
 const PANIC_RESTART_DELAY: Duration = Duration::from_secs(1);
 
 struct Running {
@@ -141,7 +150,7 @@ impl Supervisor {
         let (tx, rx) = bounded(4096);
         let now = Instant::now();
         Ok(Supervisor {
-            store: Store::new(client.clone()),
+            store: Store::new(client.clone()).with_connect_wait(MAIN_CONNECT_WAIT),
             client,
             api: Arc::new(Api::new(Http::new(Duration::from_secs(10)))),
             tuning,
@@ -178,12 +187,12 @@ impl Supervisor {
     pub fn run(mut self, signals: Receiver<Signal>) {
         let (watch_tx, watch_rx) = bounded(64);
         let (watch_stop_tx, watch_stop_rx) = bounded::<()>(1);
-        let client = self.client.clone();
+        let mut connector = store::Connector::new(self.client.clone());
         let watcher = thread::Builder::new()
             .name("config-watch".into())
             .spawn(move || {
                 panics::keep_running("config-watch", || {
-                    watch::run(client.clone(), watch_tx.clone(), watch_stop_rx.clone())
+                    watch::run(&mut connector, watch_tx.clone(), watch_stop_rx.clone())
                 })
             })
             .expect("spawn config-watch thread");
@@ -229,9 +238,10 @@ impl Supervisor {
             "STOPPING=1\nSTATUS=stopping: finishing replies in flight, closing connections",
         );
         // Stop taking answers and finish the ones in hand, then close connections.
+        let asked = Instant::now();
         self.typing = None;
-        outbound.stop(OUTBOUND_GRACE);
-        self.shutdown();
+        outbound.stop(REPLIES_BY);
+        self.shutdown(asked);
         let _ = watcher.join();
     }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::Instant;
 
-use super::{Event, PANIC_RESTART_DELAY, Running, SHUTDOWN_GRACE, Supervisor};
+use super::{CLOSE_BY, Event, PANIC_RESTART_DELAY, REPORT_BY, Running, SHUTDOWN_GRACE, Supervisor};
 use crate::bridge::contract::State;
 use crate::bridge::store::Store;
 use crate::channel::ChannelConfig;
@@ -125,7 +125,8 @@ impl Supervisor {
     }
 
     /// Stops every channel, waits for the threads, reports and cleans up.
-    pub(super) fn shutdown(&mut self) {
+    /// Everything is bounded from `asked` (SIGTERM): see [`REPORT_BY`].
+    pub(super) fn shutdown(&mut self, asked: Instant) {
         log::info!(
             "shutting down: closing {} connection(s)",
             self.channels.values().filter(|c| c.run.is_some()).count()
@@ -134,7 +135,7 @@ impl Supervisor {
         for id in &ids {
             self.stop(id);
         }
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let deadline = (Instant::now() + SHUTDOWN_GRACE).min(asked + CLOSE_BY);
         while !self.stopping.is_empty() {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
             match self.rx.recv_timeout(left) {
@@ -154,13 +155,23 @@ impl Supervisor {
             "gateway_stopped",
             format!("gateway instance {} stopped", self.cfg.instance_id),
         );
-        for id in &ids {
+        for (n, id) in ids.iter().enumerate() {
+            if Instant::now() >= asked + REPORT_BY {
+                // Their keys expire after STATUS_TTL; the heartbeat's too.
+                log::warn!(
+                    "Redis is slow: {} final status write(s) skipped to exit in time",
+                    ids.len() - n
+                );
+                break;
+            }
             let keep = matches!(self.channels.get(id), Some(c) if matches!(c.state, State::Error | State::Disabled));
             if !keep {
                 self.set_state(id, State::Disconnected, Some(stopped.clone()));
             }
         }
-        let _ = self.store.delete_heartbeat(&self.cfg.instance_id);
+        if Instant::now() < asked + REPORT_BY {
+            let _ = self.store.delete_heartbeat(&self.cfg.instance_id);
+        }
         log::info!("Feishu Gateway stopped");
     }
 }

@@ -144,3 +144,151 @@ fn every_long_lived_thread_survives_a_panic() {
     }
     assert!(dead_letters(&mut con).is_empty());
 }
+
+/// Drops every packet to a local TCP port while it lives (iptables on the
+/// loopback): a black-holed Redis, new connections and established ones.
+struct BlackHole(u16);
+
+impl BlackHole {
+    fn new(port: u16) -> BlackHole {
+        BlackHole::rule("-I", port);
+        BlackHole(port)
+    }
+
+    fn rule(op: &str, port: u16) {
+        let status = std::process::Command::new("iptables")
+            .args([
+                op,
+                "INPUT",
+                "-i",
+                "lo",
+                "-p",
+                "tcp",
+                "--dport",
+                &port.to_string(),
+                "-j",
+                "DROP",
+            ])
+            .status()
+            .expect("iptables (installed by .ci/install-deps; the tests run as root)");
+        assert!(status.success(), "iptables {op} failed");
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        BlackHole::rule("-D", self.0);
+    }
+}
+
+#[test]
+fn a_black_holed_redis_stalls_nothing_that_does_not_need_it() {
+    use std::os::unix::net::UnixDatagram;
+    let apps: Vec<(String, String, String)> = (0..20)
+        .map(|i| (format!("ch_b{i}"), format!("cli_b1ack{i:012}"), format!("s{i}")))
+        .collect();
+    let refs: Vec<(&str, &str, &str)> =
+        apps.iter().map(|(c, a, s)| (c.as_str(), a.as_str(), s.as_str())).collect();
+    let (redis, sim, _con) = world(&refs);
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    // Read every notification as it comes (as systemd does), with its time.
+    let pings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = pings.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = sock.recv(&mut buf) {
+            if &buf[..n] == b"WATCHDOG=1" {
+                seen.lock().unwrap().push(std::time::Instant::now());
+            }
+        }
+    });
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let env = [
+        ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "2000000"),
+        ("METRICS_ADDR", addr.as_str()),
+        ("TYPING_REACTION", ""),
+    ];
+    let mut gw = start_gateway(&redis.url(), &sim, "gw-bh", &env);
+    for (_, app, _) in &apps {
+        assert!(sim.wait_connections(app, 1, SECS(15)), "{}", gw.log());
+    }
+    let connects: usize = apps.iter().map(|(_, a, _)| sim.total_connects(a)).sum();
+    let hole = BlackHole::new(redis.port);
+    // Watchdog pings (every second with WATCHDOG_USEC=2 s) keep coming.
+    let watch_from = std::time::Instant::now();
+    std::thread::sleep(SECS(10));
+    let pings: Vec<std::time::Duration> = pings
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| **t >= watch_from)
+        .map(|t| *t - watch_from)
+        .collect();
+    // Finding the established connection half-open takes one I/O timeout
+    // (3 s) and one connection attempt (the main loop waits 1 s for it);
+    // after that the pings come on time (every second).
+    let gaps: Vec<std::time::Duration> =
+        pings.windows(2).map(|w| w[1] - w[0]).chain(pings.first().copied()).collect();
+    let long = gaps.iter().filter(|g| **g > std::time::Duration::from_millis(2500)).count();
+    assert!(
+        gaps.iter().all(|g| *g < SECS(5)) && long <= 1 && pings.len() >= 5,
+        "the watchdog went quiet with Redis black-holed: {pings:?}\n{}",
+        gw.log()
+    );
+    // /healthz answers at once, and says what is wrong.
+    let t = std::time::Instant::now();
+    let (code, body) = get(port, "/healthz");
+    assert!(t.elapsed() < SECS(2) && code == 503 && body.contains("unreachable"), "{code} {body}");
+    // An event cannot be stored: refused, not acknowledged.
+    let push = sim.push_event(&apps[0].1, &MessageEvent::text(&apps[0].1, "q").json());
+    assert!(sim.wait_until(SECS(10), |s| !s.acks(push).is_empty()));
+    assert!(sim.acks(push).iter().all(|a| a.code != 200));
+    // The long connections, which need no Redis, were never dropped.
+    let now: usize = apps.iter().map(|(_, a, _)| sim.total_connects(a)).sum();
+    assert_eq!(now, connects, "connections were reopened:\n{}", gw.log());
+    // SIGTERM is acted on, and the process exits within 10 s.
+    let t = std::time::Instant::now();
+    gw.signal("TERM");
+    let exit = gw.wait_exit(SECS(20));
+    let took = t.elapsed();
+    drop(hole);
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}\n{}", gw.log());
+    assert!(took < SECS(10), "exit took {took:?} with Redis black-holed:\n{}", gw.log());
+}
+
+/// A peer that accepts TCP and never says a word (no TLS handshake).
+fn silent_peer() -> (std::net::TcpListener, u16) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+#[test]
+fn a_tls_peer_that_never_answers_bounds_check_status_and_the_gateway() {
+    let (_listener, port) = silent_peer();
+    let url = format!("rediss://127.0.0.1:{port}/0");
+    for args in [&["check"][..], &["status"][..]] {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_asktable-feishu-gateway"));
+        c.env_clear().env("REDIS_URL", &url).args(args);
+        let t = std::time::Instant::now();
+        let out = output_within(&mut c, SECS(30));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(t.elapsed() < SECS(15), "{args:?} took {:?}", t.elapsed());
+        assert!(!out.status.success() && text.contains("unreachable"), "{args:?}: {text}");
+    }
+    let sim = sim();
+    let mut gw = start_gateway(&url, &sim, "gw-tls", &[]);
+    assert!(gw.wait_log(": unreachable:", SECS(10)), "{}", gw.log());
+    let t = std::time::Instant::now();
+    gw.signal("TERM");
+    assert!(gw.wait_exit(SECS(20)).is_some_and(|s| s.success()), "{}", gw.log());
+    assert!(t.elapsed() < SECS(10), "exit took {:?}:\n{}", t.elapsed(), gw.log());
+}

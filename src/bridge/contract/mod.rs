@@ -131,6 +131,12 @@ pub const HEARTBEAT_TTL: u64 = 30;
 /// Returns per message 1 when pushed, 0 when it was seen before.
 pub const INBOUND_SCRIPT: &str = include_str!("inbound.lua");
 
+/// LPUSH + LTRIM of a dead letter and LREM of its item (`dead_letter.lua`).
+pub const DEAD_LETTER_SCRIPT: &str = include_str!("dead_letter.lua");
+
+/// Several LLENs in one reply (`lengths.lua`).
+pub const LENGTHS_SCRIPT: &str = include_str!("lengths.lua");
+
 /// Checks the gateway's needs of Redis as its user (`probe.lua`).
 pub const PROBE_SCRIPT: &str = include_str!("probe.lua");
 
