@@ -205,7 +205,8 @@ impl Store {
     }
 
     /// `BLMOVE from to RIGHT LEFT timeout`: the oldest item, kept in `to`.
-    pub fn blmove(&mut self, from: &str, to: &str, timeout: Duration) -> Result<Option<String>> {
+    /// Items are bytes: one that is not UTF-8 must not fail the read.
+    pub fn blmove(&mut self, from: &str, to: &str, timeout: Duration) -> Result<Option<Vec<u8>>> {
         self.with(|con, _| {
             redis::cmd("BLMOVE")
                 .arg(from)
@@ -218,19 +219,19 @@ impl Store {
     }
 
     /// `LREM list 1 item`.
-    pub fn lrem(&mut self, list: &str, item: &str) -> Result<()> {
+    pub fn lrem(&mut self, list: &str, item: &[u8]) -> Result<()> {
         self.with(|con, _| redis::cmd("LREM").arg(list).arg(1).arg(item).query(con))
     }
 
-    /// `LRANGE list 0 -1`.
-    pub fn lrange(&mut self, list: &str) -> Result<Vec<String>> {
+    /// `LRANGE list 0 -1`, as bytes.
+    pub fn lrange(&mut self, list: &str) -> Result<Vec<Vec<u8>>> {
         self.with(|con, _| redis::cmd("LRANGE").arg(list).arg(0).arg(-1).query(con))
     }
 
     /// In one script: pushes a dead letter, trims the list to the newest
     /// entries and removes the item from its processing list, so an item is
     /// never both dead-lettered and still pending.
-    pub fn dead_letter(&mut self, json: &str, processing: &str, raw: &str) -> Result<()> {
+    pub fn dead_letter(&mut self, json: &str, processing: &str, raw: &[u8]) -> Result<()> {
         self.with(|con, me| {
             me.dead_letter
                 .key(contract::DEAD)
@@ -248,7 +249,7 @@ impl Store {
     pub fn requeue(&mut self, processing: &str) -> Result<usize> {
         let mut n = 0;
         loop {
-            let moved: Option<String> = self.with(|con, _| {
+            let moved: Option<Vec<u8>> = self.with(|con, _| {
                 redis::cmd("LMOVE")
                     .arg(processing)
                     .arg(contract::OUTBOUND)

@@ -67,7 +67,7 @@ pub struct Settings {
 /// An item taken from Redis, as a worker sees it.
 pub struct Job {
     /// The item as it is in the processing list (to remove it exactly).
-    raw: String,
+    raw: Vec<u8>,
     item: Item,
     /// When it was taken: the start of its retry window.
     since: Instant,

@@ -25,20 +25,20 @@ use crate::panics;
 /// whose reply was lost when Redis restarted, or an item whose removal
 /// failed. The pop thread sweeps those up.
 #[derive(Clone, Default)]
-pub struct InFlight(Arc<Mutex<HashMap<String, usize>>>);
+pub struct InFlight(Arc<Mutex<HashMap<Vec<u8>, usize>>>);
 
 impl InFlight {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Vec<u8>, usize>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A worker holds one more copy of `raw`.
-    pub fn add(&self, raw: &str) {
+    pub fn add(&self, raw: &[u8]) {
         *self.lock().entry(raw.to_owned()).or_default() += 1;
     }
 
     /// A worker finished one copy of `raw`.
-    pub fn release(&self, raw: &str) {
+    pub fn release(&self, raw: &[u8]) {
         let mut map = self.lock();
         if let Some(n) = map.get_mut(raw) {
             *n -= 1;
@@ -53,8 +53,8 @@ impl InFlight {
     /// either gone from the list or still counted.
     pub fn orphans_in(
         &self,
-        list: impl FnOnce() -> store::Result<Vec<String>>,
-    ) -> store::Result<Vec<String>> {
+        list: impl FnOnce() -> store::Result<Vec<Vec<u8>>>,
+    ) -> store::Result<Vec<Vec<u8>>> {
         let held = self.lock();
         Ok(orphans(&held, list()?))
     }
@@ -62,7 +62,7 @@ impl InFlight {
 
 /// The multiset difference `listed − held`: every listed copy beyond the
 /// number of copies workers hold, in list order.
-pub fn orphans(held: &HashMap<String, usize>, listed: Vec<String>) -> Vec<String> {
+pub fn orphans(held: &HashMap<Vec<u8>, usize>, listed: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     let mut held = held.clone();
     listed
         .into_iter()
@@ -225,9 +225,9 @@ impl Pop {
     }
 
     /// Parses an item and queues it on the board, or dead-letters it.
-    fn dispatch(&mut self, raw: String, processing: &str) {
+    fn dispatch(&mut self, raw: Vec<u8>, processing: &str) {
         panics::inject("outbound-pop");
-        match contract::parse_outbound(&raw) {
+        match contract::parse_outbound_bytes(&raw) {
             Ok(item) => {
                 self.in_flight.add(&raw);
                 let entry = Entry {
@@ -261,12 +261,12 @@ impl Pop {
 mod tests {
     use super::*;
 
-    fn held(pairs: &[(&str, usize)]) -> HashMap<String, usize> {
-        pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    fn held(pairs: &[(&str, usize)]) -> HashMap<Vec<u8>, usize> {
+        pairs.iter().map(|(k, n)| (k.as_bytes().to_vec(), *n)).collect()
     }
 
-    fn list(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| s.to_string()).collect()
+    fn list(items: &[&str]) -> Vec<Vec<u8>> {
+        items.iter().map(|s| s.as_bytes().to_vec()).collect()
     }
 
     #[test]
@@ -288,12 +288,12 @@ mod tests {
     #[test]
     fn in_flight_counts_add_and_release() {
         let f = InFlight::default();
-        f.add("a");
-        f.add("a");
-        f.release("a");
+        f.add(b"a");
+        f.add(b"a");
+        f.release(b"a");
         assert_eq!(f.orphans_in(|| Ok(list(&["a", "a"]))).unwrap(), list(&["a"]));
-        f.release("a");
-        f.release("a"); // one release too many is harmless
+        f.release(b"a");
+        f.release(b"a"); // one release too many is harmless
         assert_eq!(f.orphans_in(|| Ok(list(&["a"]))).unwrap(), list(&["a"]));
     }
 }

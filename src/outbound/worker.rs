@@ -53,7 +53,7 @@ impl Worker {
     }
 
     /// Dead-letters the item whose handling panicked.
-    fn after_panic(&mut self, raw: &str, id: &str, why: &str) {
+    fn after_panic(&mut self, raw: &[u8], id: &str, why: &str) {
         metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "dead_letter")]);
         let reason = format!("internal error while delivering it ({why}); please report this");
         let dead = contract::dead_letter_json(&reason, raw, now_ms());
@@ -68,7 +68,7 @@ impl Worker {
     }
 
     /// Removes a finished item from the processing list.
-    fn done(&mut self, raw: &str) {
+    fn done(&mut self, raw: &[u8]) {
         let list = self.processing();
         let removed = (0..3).any(|attempt| {
             if attempt > 0 {

@@ -611,3 +611,53 @@ fn attachment_links_read_the_same_streamed_or_not() {
     assert_eq!(text_of(&q1), ("interactive".to_owned(), want.to_owned()));
     assert_eq!(text_of(&q2), text_of(&q1), "streamed and new replies show links alike");
 }
+
+/// Found by an independent fault harness (issue 11): an item that is not
+/// UTF-8 was never dead-lettered, stayed in the processing list and made
+/// every read of that list fail (no sweep, no recovery).
+#[test]
+fn poison_bytes_in_any_outbound_list_affect_only_their_entry() {
+    let (redis, sim, mut con) = world(&[("ch_1", APP, SECRET)]);
+    // Left over from this instance's previous run and from a dead instance.
+    let own = "at:channel:outbound:feishu:processing:gw-out";
+    let dead = "at:channel:outbound:feishu:processing:gw-gone";
+    for (list, bytes) in [(own, &b"\xff\xfe own"[..]), (dead, &b"{\"x\":\"\xc3\x28\"}"[..])] {
+        redis::cmd("LPUSH").arg(list).arg(bytes).query::<()>(&mut con).unwrap();
+    }
+    let q = MessageEvent::text(APP, "q");
+    let huge = vec![b'a'; (1 << 20) + 1];
+    redis::cmd("LPUSH")
+        .arg("at:channel:outbound:feishu")
+        .arg(&b"\x80 new"[..])
+        .query::<()>(&mut con)
+        .unwrap();
+    redis::cmd("LPUSH").arg("at:channel:outbound:feishu").arg(&huge).query::<()>(&mut con).unwrap();
+    let gw = start_gateway(&redis.url(), &sim, "gw-out", &[("TYPING_REACTION", "")]);
+    assert!(sim.wait_connections(APP, 1, SECS(10)));
+    assert!(sim.wait_acked(sim.push_event(APP, &q.json()), SECS(5)));
+    push_outbound(
+        &mut con,
+        &answer("good", "ch_1", &q.message_id, &q.chat_id, "good one").to_string(),
+    );
+    assert!(sim.wait_messages(1, SECS(15)), "{}", gw.log());
+    assert!(
+        wait_for(SECS(40), || dead_letters(&mut con).len() == 4),
+        "{:?}\n{}",
+        dead_letters(&mut con),
+        gw.log()
+    );
+    let letters = dead_letters(&mut con);
+    let escaped: Vec<&str> = letters
+        .iter()
+        .filter(|d| d["item_escaped"] == true)
+        .map(|d| d["item"].as_str().unwrap())
+        .collect();
+    for want in ["\\xff\\xfe own", "{\"x\":\"\\xc3(\"}", "\\x80 new"] {
+        assert!(escaped.contains(&want), "{want} not kept escaped: {letters:?}");
+    }
+    assert!(letters.iter().all(|d| d["reason"].as_str().unwrap().contains("not UTF-8")
+        || d["reason"].as_str().unwrap().contains("byte limit")));
+    let cut = letters.iter().find(|d| d.get("item_bytes").is_some()).expect("the huge item");
+    assert_eq!(cut["item_bytes"], (1 << 20) + 1);
+    assert!(wait_for(SECS(5), || llen(&mut con, own) == 0 && llen(&mut con, dead) == 0));
+}

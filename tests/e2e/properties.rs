@@ -143,6 +143,9 @@ proptest! {
         let _ = event::parse(raw.as_bytes(), &ctx);
         let _ = event::parse(&bytes, &ctx);
         let _ = contract::parse_outbound(&raw);
+        let _ = contract::parse_outbound_bytes(&bytes);
+        let dead = contract::dead_letter_json("r", &bytes, 0);
+        prop_assert!(serde_json::from_str::<serde_json::Value>(&dead).is_ok());
         let _ = contract::parse_channel_config("c", raw.as_bytes());
         let _ = contract::parse_channel_config("c", &bytes);
         let _ = render::render(&raw, &[], &RenderLimits::default());

@@ -1,7 +1,6 @@
 //! Channel config entries (`at:channel:config:feishu`, PROTOCOL.md
 //! "Channel configuration"): the JSON AskTable Server writes, parsed into a
 //! [`ChannelConfig`], and the entry `channel put` writes.
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Invalid, VERSION, shown};
@@ -32,30 +31,57 @@ pub fn channel_config_json(c: &NewChannel, now_ms: u64) -> String {
     .to_string()
 }
 
-#[derive(Deserialize)]
-struct RawConfig {
-    schema: Option<String>,
-    v: Option<i64>,
-    channel_id: Option<String>,
-    agent_id: Option<Value>,
-    project_id: Option<Value>,
-    enabled: Option<bool>,
-    app_id: Option<String>,
-    app_secret: Option<String>,
-    encrypt_key: Option<String>,
-    verification_token: Option<String>,
-    domain: Option<String>,
-    group_policy: Option<String>,
-}
+/// Longest config entry accepted.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+/// Longest App Secret, Encrypt Key or Verification Token accepted.
+const MAX_SECRET: usize = 512;
+/// Longest App ID (Feishu's are `cli_` and 16 hex digits).
+const MAX_APP_ID: usize = 64;
+/// Longest agent or project id, and domain URL.
+const MAX_ID: usize = 128;
+const MAX_DOMAIN: usize = 256;
 
-/// An id that the server may send as a string or a number.
-fn id_string(v: Option<Value>, field: &str) -> Result<Option<String>, String> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(format!("{field} must be a string")),
+/// The fields of a config object, read one by one so that an error names
+/// the field and never shows its value (serde would quote it: a secret).
+struct Fields<'a>(&'a serde_json::Map<String, Value>);
+
+impl Fields<'_> {
+    /// A string field, at most `max` bytes, without control characters.
+    fn text(&self, name: &str, max: usize) -> Result<Option<String>, String> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.len() > max => {
+                Err(format!("{name} is longer than {max} bytes"))
+            }
+            Some(Value::String(s)) if s.chars().any(char::is_control) => {
+                Err(format!("{name} holds control characters"))
+            }
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("{name} must be a string")),
+        }
+    }
+
+    fn flag(&self, name: &str) -> Result<Option<bool>, String> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(format!("{name} must be true or false")),
+        }
+    }
+
+    fn version(&self) -> Result<Option<i64>, String> {
+        match self.0.get("v") {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| "v must be a whole number".to_owned()),
+        }
+    }
+
+    /// An id the server may send as a string or a number.
+    fn id(&self, name: &str) -> Result<Option<String>, String> {
+        match self.0.get(name) {
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            _ => Ok(self.text(name, MAX_ID)?.filter(|s| !s.is_empty())),
+        }
     }
 }
 
@@ -81,7 +107,7 @@ pub fn field_name(field: &[u8]) -> String {
 
 /// Whether a channel id is usable: 1 to [`MAX_CHANNEL_ID`] bytes, no
 /// control character, no white space, no backslash.
-fn check_channel_id(id: &str) -> Result<(), String> {
+pub(super) fn check_channel_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_CHANNEL_ID {
         return Err(format!("channel id must be 1 to {MAX_CHANNEL_ID} bytes long"));
     }
@@ -96,55 +122,80 @@ fn check_channel_id(id: &str) -> Result<(), String> {
 
 fn parse(field: &str, raw: &[u8]) -> Result<ChannelConfig, String> {
     check_channel_id(field)?;
-    let text = std::str::from_utf8(raw).map_err(|_| "config is not UTF-8".to_owned())?;
-    let raw: RawConfig =
-        serde_json::from_str(text).map_err(|e| format!("config is not valid JSON: {e}"))?;
-    if let Some(schema) = raw.schema.as_deref().filter(|s| *s != "at.channel.config") {
-        return Err(format!("unknown schema {schema:?} (expected \"at.channel.config\")"));
+    if raw.len() > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "config is {} bytes, over the {MAX_CONFIG_BYTES} byte limit",
+            raw.len()
+        ));
     }
-    if let Some(v) = raw.v.filter(|v| *v != VERSION) {
+    let text = std::str::from_utf8(raw).map_err(|_| "config is not UTF-8".to_owned())?;
+    // Syntax errors name a line and column, never a value.
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        format!("config is not valid JSON (line {}, column {})", e.line(), e.column())
+    })?;
+    let Value::Object(map) = &value else {
+        return Err("config is not a JSON object".into());
+    };
+    let f = Fields(map);
+    if let Some(schema) = f.text("schema", MAX_ID)?.filter(|s| s != "at.channel.config") {
+        let schema = shown(&schema);
+        return Err(format!("unknown schema \"{schema}\" (expected \"at.channel.config\")"));
+    }
+    if let Some(v) = f.version()?.filter(|v| *v != VERSION) {
         return Err(format!(
             "unsupported contract version v={v} (this gateway speaks v={VERSION})"
         ));
     }
-    let channel_id = raw.channel_id.unwrap_or_else(|| field.to_owned());
+    let channel_id = f.text("channel_id", MAX_ID)?.unwrap_or_else(|| field.to_owned());
     if channel_id != field {
-        return Err(format!("channel_id {channel_id:?} differs from its hash field {field:?}"));
+        let (ours, theirs) = (shown(&channel_id), shown(field));
+        return Err(format!("channel_id \"{ours}\" differs from its hash field \"{theirs}\""));
     }
     let required = |v: Option<String>, name: &str| match v.map(|s| s.trim().to_owned()) {
         Some(s) if !s.is_empty() => Ok(s),
         _ => Err(format!("{name} is missing or empty")),
     };
-    let app_id = required(raw.app_id, "app_id")?;
-    let app_secret = required(raw.app_secret, "app_secret")?;
-    let domain = match raw.domain.as_deref().map(str::trim) {
+    let app_id = required(f.text("app_id", MAX_APP_ID)?, "app_id")?;
+    if !app_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err("app_id holds characters other than ASCII letters, digits, '_' and '-'".into());
+    }
+    let app_secret = required(f.text("app_secret", MAX_SECRET)?, "app_secret")?;
+    let encrypt_key = f.text("encrypt_key", MAX_SECRET)?.unwrap_or_default();
+    let verification_token = f.text("verification_token", MAX_SECRET)?.unwrap_or_default();
+    let domain_field = f.text("domain", MAX_DOMAIN)?;
+    let group_policy_field = f.text("group_policy", MAX_ID)?;
+    let domain = match domain_field.as_deref().map(str::trim) {
         None | Some("") | Some("feishu") => Domain::Feishu,
         Some("lark") => Domain::Lark,
         Some(url) if url.starts_with("https://") && url.len() > "https://".len() => {
             Domain::Custom(url.trim_end_matches('/').to_owned())
         }
         Some(other) => {
+            let other = shown(other);
             return Err(format!(
-                "domain {other:?} is not \"feishu\", \"lark\" or an https:// base URL"
+                "domain \"{other}\" is not \"feishu\", \"lark\" or an https:// base URL"
             ));
         }
     };
-    let group_policy = match raw.group_policy.as_deref() {
+    let group_policy = match group_policy_field.as_deref() {
         None | Some("") | Some("mention") => GroupPolicy::Mention,
         Some("all") => GroupPolicy::All,
-        Some(other) => return Err(format!("group_policy {other:?} is not \"mention\" or \"all\"")),
+        Some(other) => {
+            let other = shown(other);
+            return Err(format!("group_policy \"{other}\" is not \"mention\" or \"all\""));
+        }
     };
     Ok(ChannelConfig {
         channel_id,
-        enabled: raw.enabled.unwrap_or(true),
+        enabled: f.flag("enabled")?.unwrap_or(true),
         app_id,
         app_secret: Secret::new(app_secret),
-        encrypt_key: Secret::new(raw.encrypt_key.unwrap_or_default()),
-        verification_token: Secret::new(raw.verification_token.unwrap_or_default()),
+        encrypt_key: Secret::new(encrypt_key),
+        verification_token: Secret::new(verification_token),
         domain,
         routing: Routing {
-            agent_id: id_string(raw.agent_id, "agent_id")?,
-            project_id: id_string(raw.project_id, "project_id")?,
+            agent_id: f.id("agent_id")?,
+            project_id: f.id("project_id")?,
             group_policy,
         },
     })
@@ -196,7 +247,23 @@ mod tests {
             (r#"{"app_id":"a","app_secret":"topsecret","domain":"http://x"}"#, "domain"),
             (r#"{"app_id":"a","app_secret":"topsecret","group_policy":"some"}"#, "group_policy"),
             (r#"{"app_id":"a","app_secret":"topsecret","agent_id":[1]}"#, "agent_id"),
-            (r#"{"app_id":5,"app_secret":"topsecret"}"#, "not valid JSON"),
+            (r#"{"app_id":5,"app_secret":"topsecret"}"#, "app_id must be a string"),
+            // Found by an independent fault harness (issue 11): a field of
+            // the wrong type echoed its value (a secret) into errors.
+            (r#"{"app_id":"a","app_secret":"s","enabled":"topsecret"}"#, "enabled must be"),
+            (
+                r#"{"app_id":"a","app_secret":"s","encrypt_key":["topsecret"]}"#,
+                "encrypt_key must be a string",
+            ),
+            (r#"{"app_id":"a","app_secret":"s","v":"topsecret"}"#, "v must be"),
+            (
+                r#"{"app_id":"a","app_secret":"s","verification_token":{"x":"topsecret"}}"#,
+                "must be a string",
+            ),
+            (r#"{"app_id":"a","app_secret":"topsecret\u0001"}"#, "control characters"),
+            (r#"{"app_id":"a/b","app_secret":"topsecret"}"#, "app_id holds"),
+            (r#"["topsecret"]"#, "not a JSON object"),
+            (r#"{"app_id":"a","app_secret":topsecret}"#, "line 1, column"),
         ];
         for (json, want) in cases {
             let err = cfg(json).unwrap_err();
@@ -207,6 +274,33 @@ mod tests {
             parse_channel_config("c", &[0xff]).unwrap_err().to_string(),
             "config is not UTF-8"
         );
+    }
+
+    /// Found by an independent fault harness (issue 11): no value had a
+    /// size cap (a 1 MB app_id made 1 MB log lines and status keys).
+    #[test]
+    fn every_value_has_a_size_cap() {
+        let with = |field: &str, len: usize| {
+            let mut v = serde_json::json!({"app_id": "a", "app_secret": "s"});
+            v[field] = Value::String("x".repeat(len));
+            cfg(&v.to_string())
+        };
+        for (field, max) in [
+            ("app_id", 64),
+            ("app_secret", 512),
+            ("encrypt_key", 512),
+            ("verification_token", 512),
+            ("agent_id", 128),
+            ("project_id", 128),
+        ] {
+            assert!(with(field, max).is_ok(), "{field} at {max}");
+            let e = with(field, max + 1).unwrap_err();
+            assert!(e.contains(field) && e.contains("longer than"), "{e}");
+            assert!(e.len() < 100, "{e}");
+        }
+        let huge =
+            format!(r#"{{"app_id":"a","app_secret":"s","x":"{}"}}"#, "y".repeat(MAX_CONFIG_BYTES));
+        assert!(cfg(&huge).unwrap_err().contains("byte limit"));
     }
 
     #[test]

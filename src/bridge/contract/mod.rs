@@ -13,7 +13,10 @@ use std::fmt;
 
 pub use config::{NewChannel, channel_config_json, field_name, parse_channel_config};
 pub use inbound::{hint_item, inbound_id, inbound_item};
-pub use outbound::{APOLOGY, Kind, Outbound, dead_letter_json, parse_outbound, short_hash};
+pub use outbound::{
+    APOLOGY, Kind, Outbound, dead_letter_json, escape_bytes, parse_outbound, parse_outbound_bytes,
+    short_hash,
+};
 pub use status::{State, Status, heartbeat_json, status_json};
 
 /// Why a value read from Redis breaks the contract: operator-readable,

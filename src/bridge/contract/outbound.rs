@@ -96,11 +96,37 @@ pub fn parse_outbound(raw: &str) -> Result<Outbound, Invalid> {
     parse(raw).map_err(Invalid)
 }
 
+/// Largest outbound item accepted (its text becomes several Feishu parts;
+/// Feishu takes 150 KB of text, 30 KB of card, per message).
+pub const MAX_ITEM_BYTES: usize = 1 << 20;
+/// Longest `in_reply_to` accepted (it goes into a Redis key).
+const MAX_IN_REPLY_TO: usize = 256;
+
+/// [`parse_outbound`] of an item as Redis holds it: any bytes. One too
+/// large or not UTF-8 is rejected with the reason, like bad JSON.
+pub fn parse_outbound_bytes(raw: &[u8]) -> Result<Outbound, Invalid> {
+    if raw.len() > MAX_ITEM_BYTES {
+        return Err(Invalid(format!(
+            "item is {} bytes, over the {} byte limit",
+            raw.len(),
+            MAX_ITEM_BYTES
+        )));
+    }
+    let text = std::str::from_utf8(raw).map_err(|e| {
+        Invalid(format!("item is not UTF-8 (invalid byte at offset {})", e.valid_up_to()))
+    })?;
+    parse_outbound(text)
+}
+
 fn parse(raw: &str) -> Result<Outbound, String> {
-    let r: RawOutbound = serde_json::from_str(raw).map_err(|e| format!("invalid JSON: {e}"))?;
+    // serde's message may quote a value (a whole answer): at most 200 chars.
+    let r: RawOutbound = serde_json::from_str(raw).map_err(|e| {
+        format!("invalid JSON: {}", e.to_string().chars().take(200).collect::<String>())
+    })?;
     match r.schema.as_deref() {
         Some("at.channel.outbound") => {}
         other => {
+            let other = other.map(shown);
             return Err(format!("unknown schema {other:?} (expected \"at.channel.outbound\")"));
         }
     }
@@ -116,6 +142,7 @@ fn parse(raw: &str) -> Result<Outbound, String> {
         return Err("id is longer than 64 characters".into());
     }
     let channel_id = nonempty(r.channel_id).ok_or("channel_id is missing")?;
+    super::config::check_channel_id(&channel_id)?;
     let (message_id, chat_id) = (nonempty(r.target.message_id), nonempty(r.target.chat_id));
     if message_id.is_none() && chat_id.is_none() {
         return Err("target has neither message_id nor chat_id".into());
@@ -132,16 +159,19 @@ fn parse(raw: &str) -> Result<Outbound, String> {
     let kind = match r.kind.as_deref() {
         None | Some("final") => Kind::Final,
         Some("progress") => Kind::Progress,
-        Some(other) => return Err(format!("unknown kind {other:?}")),
+        Some(other) => return Err(format!("unknown kind \"{}\"", shown(other))),
     };
     let in_reply_to = nonempty(r.in_reply_to);
+    if in_reply_to.as_ref().is_some_and(|s| s.len() > MAX_IN_REPLY_TO) {
+        return Err(format!("in_reply_to is longer than {MAX_IN_REPLY_TO} bytes"));
+    }
     if kind == Kind::Progress && in_reply_to.is_none() {
         return Err("a progress item needs in_reply_to".into());
     }
     let is_error = match r.status.as_deref() {
         None | Some("ok") => false,
         Some("error") => true,
-        Some(other) => return Err(format!("unknown status {other:?}")),
+        Some(other) => return Err(format!("unknown status \"{}\"", shown(other))),
     };
     let text = if is_error {
         r.error.and_then(|e| nonempty(e.message)).unwrap_or_else(|| APOLOGY.to_owned())
@@ -184,9 +214,42 @@ pub fn short_hash(s: &str) -> String {
     openssl::sha::sha256(s.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-/// A dead letter: why, and the raw item as received.
-pub fn dead_letter_json(reason: &str, raw: &str, now_ms: u64) -> String {
-    json!({ "ts": now_ms, "reason": reason, "item": raw }).to_string()
+/// Most of an item a dead letter keeps.
+const DEAD_ITEM_MAX: usize = 64 * 1024;
+
+/// A dead letter: why, and the raw item as received. An item that is not
+/// UTF-8 is kept with its invalid bytes escaped (`\xff`, and
+/// `"item_escaped": true`); one over 64 KiB is cut there
+/// (`"item_bytes"` says how long it was).
+pub fn dead_letter_json(reason: &str, raw: &[u8], now_ms: u64) -> String {
+    let kept = &raw[..raw.len().min(DEAD_ITEM_MAX)];
+    let mut v = match std::str::from_utf8(kept) {
+        Ok(text) => json!({ "ts": now_ms, "reason": reason, "item": text }),
+        // A cut inside a character is not an invalid item: keep the valid part.
+        Err(e) if raw.len() > DEAD_ITEM_MAX && e.error_len().is_none() => {
+            let text = std::str::from_utf8(&kept[..e.valid_up_to()]).unwrap_or_default();
+            json!({ "ts": now_ms, "reason": reason, "item": text })
+        }
+        Err(_) => {
+            json!({ "ts": now_ms, "reason": reason, "item": escape_bytes(kept), "item_escaped": true })
+        }
+    };
+    if raw.len() > DEAD_ITEM_MAX {
+        v["item_bytes"] = json!(raw.len());
+    }
+    v.to_string()
+}
+
+/// Bytes as text: valid UTF-8 as it is, every other byte as `\xNN`.
+pub fn escape_bytes(raw: &[u8]) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for chunk in raw.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -247,6 +310,33 @@ mod tests {
             "x".repeat(65)
         );
         assert!(parse_outbound(&long).unwrap_err().to_string().contains("64"));
+    }
+
+    /// Found by an independent fault harness (issue 11): an item that is not
+    /// UTF-8 was never dead-lettered and broke every read of its list.
+    #[test]
+    fn any_bytes_are_rejected_with_a_reason_and_kept_escaped() {
+        let ok = br#"{"schema":"at.channel.outbound","v":1,"id":"i","channel_id":"c","target":{"chat_id":"oc"},"content":{"text":"x"}}"#;
+        assert!(parse_outbound_bytes(ok).is_ok());
+        let bad = b"{\"id\":\"\xff\xfe\"}";
+        let e = parse_outbound_bytes(bad).unwrap_err().to_string();
+        assert!(e.contains("not UTF-8"), "{e}");
+        let dead: Value = serde_json::from_str(&dead_letter_json(&e, bad, 1)).unwrap();
+        assert_eq!(dead["item"], "{\"id\":\"\\xff\\xfe\"}");
+        assert_eq!(dead["item_escaped"], true);
+        let huge = vec![b'a'; MAX_ITEM_BYTES + 1];
+        assert!(parse_outbound_bytes(&huge).unwrap_err().to_string().contains("byte limit"));
+        let dead: Value = serde_json::from_str(&dead_letter_json("r", &huge, 1)).unwrap();
+        assert_eq!(dead["item"].as_str().unwrap().len(), DEAD_ITEM_MAX);
+        assert_eq!(dead["item_bytes"], MAX_ITEM_BYTES + 1);
+        assert!(dead.get("item_escaped").is_none());
+        let long_irt = format!(
+            r#"{{"schema":"at.channel.outbound","v":1,"id":"i","channel_id":"c","in_reply_to":"{}","target":{{"chat_id":"oc"}},"content":{{"text":"x"}}}}"#,
+            "r".repeat(257)
+        );
+        assert!(parse_outbound(&long_irt).unwrap_err().to_string().contains("in_reply_to"));
+        let bad_channel = r#"{"schema":"at.channel.outbound","v":1,"id":"i","channel_id":"c h","target":{"chat_id":"oc"},"content":{"text":"x"}}"#;
+        assert!(parse_outbound(bad_channel).unwrap_err().to_string().contains("channel id"));
     }
 
     /// Found by an independent fault harness (issue 11): an id went

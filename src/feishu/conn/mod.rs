@@ -61,9 +61,22 @@ pub struct LastError {
     pub message: String,
 }
 
+/// Longest error message kept (it goes into the status key and the log;
+/// Feishu's own messages are copied into it).
+const MAX_ERROR_MESSAGE: usize = 512;
+
 impl LastError {
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> LastError {
-        LastError { code: code.into(), message: message.into() }
+        let mut message: String = message.into();
+        if message.len() > MAX_ERROR_MESSAGE {
+            let mut cut = MAX_ERROR_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        LastError { code: code.into(), message }
     }
 }
 
