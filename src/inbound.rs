@@ -42,8 +42,10 @@ impl InboundStore for InboundWriter {
         let items: Vec<InboundItem> = messages
             .iter()
             .map(|m| InboundItem {
-                app_id,
-                message_id: &m.message_id,
+                keys: vec![
+                    contract::dedup_key(app_id, &m.message_id),
+                    contract::fingerprint_key(app_id, m),
+                ],
                 json: contract::inbound_item(&self.channel_id, app_id, routing, m, now),
             })
             .collect();
@@ -72,7 +74,7 @@ impl InboundStore for InboundWriter {
         }
         let app_id = &self.creds.app_id;
         let json = contract::hint_item(&self.channel_id, app_id, m, &self.hint, now_ms());
-        let item = InboundItem { app_id, message_id: &m.message_id, json };
+        let item = InboundItem { keys: vec![contract::dedup_key(app_id, &m.message_id)], json };
         self.store
             .push_unique(contract::OUTBOUND, &[item], self.dedup_ttl)
             .map(|_| ())

@@ -43,6 +43,14 @@ impl MessageEvent {
         }
     }
 
+    /// The same message under a new event id and message id (as Feishu
+    /// has redelivered one).
+    pub fn with_new_ids(mut self) -> MessageEvent {
+        self.event_id = rand_hex(32);
+        self.message_id = format!("om_{}", rand_hex(32));
+        self
+    }
+
     /// A message of another type (`image`, `file`, `post`, …) with its content.
     pub fn of_type(app_id: &str, msg_type: &str, content: Value) -> MessageEvent {
         MessageEvent { msg_type: msg_type.into(), content, ..MessageEvent::text(app_id, "") }

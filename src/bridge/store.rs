@@ -182,8 +182,9 @@ impl Store {
         })
     }
 
-    /// Dedup and LPUSH of several items onto `list` in one script, in order.
-    /// Per item `true` when newly pushed, `false` when seen before.
+    /// Dedup and LPUSH of several items onto `list` in one script, in order
+    /// (every item with the same number of dedup keys). Per item `true`
+    /// when newly pushed, `false` when any of its keys was seen before.
     pub fn push_unique(
         &mut self,
         list: &str,
@@ -193,7 +194,9 @@ impl Store {
         self.with(|con, me| {
             let mut call = me.inbound.prepare_invoke();
             for item in items {
-                call.key(contract::dedup_key(item.app_id, item.message_id));
+                for key in &item.keys {
+                    call.key(key);
+                }
             }
             call.key(list).arg(dedup_ttl);
             for item in items {
@@ -409,9 +412,8 @@ fn keep_connection<T>(result: &RedisResult<T>) -> bool {
     }
 }
 
-/// One inbound item to store.
-pub struct InboundItem<'a> {
-    pub app_id: &'a str,
-    pub message_id: &'a str,
+/// One inbound item to store, with its dedup keys.
+pub struct InboundItem {
+    pub keys: Vec<String>,
     pub json: String,
 }

@@ -430,3 +430,34 @@ fn a_user_without_lpush_loses_nothing() {
         let _: () = redis::cmd("ACL").arg(&["SETUSER", "limited", "+lpush"]).query(con).unwrap();
     });
 }
+
+/// Found by peers (shared/feishu-protocol.md §12): Feishu has pushed the
+/// same text again with a new `message_id` (and a new event id). It is
+/// stored once; the same text sent again later, or elsewhere, is not a
+/// duplicate.
+#[test]
+fn the_same_text_redelivered_with_a_new_message_id_is_stored_once() {
+    let mut s = setup();
+    let first = MessageEvent::text(APP, "同一个问题");
+    let again = first.clone().with_new_ids();
+    // Sent again a second later: a new question.
+    let later =
+        MessageEvent { create_time: first.create_time + 1000, ..again.clone() }.with_new_ids();
+    // The same text at the same time in another topic: a new question.
+    let topic =
+        MessageEvent { thread_id: Some("omt_other".into()), ..first.clone() }.with_new_ids();
+    for ev in [&first, &again, &later, &topic] {
+        let push = s.sim.push_event(APP, &ev.json());
+        assert!(s.sim.wait_acked(push, SECS(5)), "{}", s.gw.log());
+    }
+    let stored: Vec<String> = inbound(&mut s.con)
+        .iter()
+        .map(|i| i["message"]["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    assert!(!stored.contains(&again.message_id), "{stored:?}");
+    // The new message id is remembered too: its own redelivery is a duplicate.
+    let push = s.sim.push_event(APP, &again.json());
+    assert!(s.sim.wait_acked(push, SECS(5)));
+    assert_eq!(inbound(&mut s.con).len(), 3);
+}

@@ -55,6 +55,19 @@ pub fn dedup_key(app_id: &str, message_id: &str) -> String {
     format!("at:channel:dedup:feishu:{app_id}:{message_id}")
 }
 
+/// A text message's second dedup key: Feishu has pushed the same message
+/// again with a new `message_id` (shared/feishu-protocol.md §12), so a
+/// fingerprint of who wrote what where and when is remembered too.
+pub fn fingerprint_key(app_id: &str, m: &crate::feishu::event::Message) -> String {
+    let place = m.thread_id.as_deref().or(m.root_id.as_deref()).unwrap_or("");
+    let sender = m.sender.open_id.as_deref().or(m.sender.user_id.as_deref()).unwrap_or("");
+    let print = format!(
+        "{sender}\n{}\n{place}\n{}\n{}\n{}",
+        m.chat_id, m.create_time, m.msg_type, m.question
+    );
+    format!("at:channel:dedup:feishu:{app_id}:fp:{}", short_hash(&print))
+}
+
 /// One channel's status.
 pub fn status_key(channel_id: &str) -> String {
     format!("at:channel:status:feishu:{channel_id}")
