@@ -63,6 +63,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     persistent: bool,
+    /// TLS only (`--port 0 --tls-port`), with a certificate of this CA.
+    tls: Option<crate::tls::Certs>,
 }
 
 impl RedisServer {
@@ -75,21 +77,56 @@ impl RedisServer {
         RedisServer::start_with(true)
     }
 
+    /// Speaking TLS only, with a certificate of a private CA
+    /// ([`RedisServer::ca_pem`]); [`RedisServer::url`] is `rediss://`.
+    pub fn start_tls() -> RedisServer {
+        RedisServer::start_opts(false, Some(crate::tls::Certs::generate()))
+    }
+
     fn start_with(persistent: bool) -> RedisServer {
+        RedisServer::start_opts(persistent, None)
+    }
+
+    fn start_opts(persistent: bool, tls: Option<crate::tls::Certs>) -> RedisServer {
+        let mut tls = tls;
         for _ in 0..10 {
             let dir = tempfile::tempdir().expect("temp dir");
-            let mut r = RedisServer { child: None, port: free_port(), dir, persistent };
+            let mut r =
+                RedisServer { child: None, port: free_port(), dir, persistent, tls: tls.take() };
             if r.spawn() {
                 return r;
             }
+            tls = r.tls.take();
         }
         panic!("redis-server did not start (is it installed? see .ci/install-deps)");
     }
 
     fn spawn(&mut self) -> bool {
         let log = File::create(self.dir.path().join("redis.log")).expect("redis log");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some(certs) => {
+                let d = self.dir.path();
+                for (name, pem) in [
+                    ("ca.pem", &certs.ca_pem),
+                    ("server.pem", &certs.server_pem),
+                    ("server.key", &certs.server_key_pem),
+                ] {
+                    std::fs::write(d.join(name), pem).expect("write TLS files");
+                }
+                cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(d.join("server.pem"))
+                    .arg("--tls-key-file")
+                    .arg(d.join("server.key"))
+                    .arg("--tls-ca-cert-file")
+                    .arg(d.join("ca.pem"))
+                    .args(["--tls-auth-clients", "no"])
+            }
+        };
+        let child = cmd
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .args([
                 "--appendonly",
                 if self.persistent { "yes" } else { "no" },
@@ -103,7 +140,7 @@ impl RedisServer {
             .spawn()
             .expect("spawn redis-server");
         self.child = Some(child);
-        let url = self.url();
+        let url = self.test_url();
         let up = wait_for(SECS(5), || {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
                 return true; // exited (port taken): stop waiting
@@ -121,12 +158,31 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match self.tls {
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+            Some(_) => format!("rediss://127.0.0.1:{}/0", self.port),
+        }
+    }
+
+    /// The CA a client must trust (TLS servers only).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(|c| c.ca_pem.as_str())
+    }
+
+    /// The URL the test's own connections use (no certificate check: the
+    /// gateway's is what is under test).
+    fn test_url(&self) -> String {
+        match self.tls {
+            None => self.url(),
+            Some(_) => format!("rediss://127.0.0.1:{}/0#insecure", self.port),
+        }
     }
 
     pub fn con(&self) -> redis::Connection {
-        let c =
-            redis::Client::open(self.url()).unwrap().get_connection_with_timeout(SECS(2)).unwrap();
+        let c = redis::Client::open(self.test_url())
+            .unwrap()
+            .get_connection_with_timeout(SECS(2))
+            .unwrap();
         c.set_read_timeout(Some(SECS(5))).unwrap();
         c
     }

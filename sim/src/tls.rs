@@ -28,6 +28,9 @@ use std::time::Duration;
 pub struct Certs {
     /// The CA certificate, PEM: what a client must trust.
     pub ca_pem: String,
+    /// The server's certificate and PKCS#8 key, PEM (for a TLS redis-server).
+    pub server_pem: String,
+    pub server_key_pem: String,
     acceptor: native_tls::TlsAcceptor,
 }
 
@@ -82,13 +85,16 @@ impl Certs {
         let ca = cert("feishu-sim test CA", &ca_key, None).expect("CA certificate");
         let leaf = cert("127.0.0.1", &leaf_key, Some((&ca, &ca_key))).expect("server certificate");
         let pem = |c: &X509| String::from_utf8(c.to_pem().expect("PEM")).expect("ASCII");
-        let identity = native_tls::Identity::from_pkcs8(
-            pem(&leaf).as_bytes(),
-            &leaf_key.private_key_to_pem_pkcs8().expect("key PEM"),
-        )
-        .expect("identity");
+        let key_pem = leaf_key.private_key_to_pem_pkcs8().expect("key PEM");
+        let identity =
+            native_tls::Identity::from_pkcs8(pem(&leaf).as_bytes(), &key_pem).expect("identity");
         let acceptor = native_tls::TlsAcceptor::new(identity).expect("TLS acceptor");
-        Certs { ca_pem: pem(&ca), acceptor }
+        Certs {
+            ca_pem: pem(&ca),
+            server_pem: pem(&leaf),
+            server_key_pem: String::from_utf8(key_pem).expect("ASCII"),
+            acceptor,
+        }
     }
 }
 

@@ -23,8 +23,11 @@ impl fmt::Display for RedisError {
 /// What kind of trouble a Redis error is, in the operator's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Problem {
-    /// No connection (refused, timed out, dropped, TLS failed).
+    /// No connection (refused, timed out, dropped).
     Unreachable,
+    /// The TLS handshake failed (most often: the server's certificate is
+    /// not signed by a CA this machine trusts).
+    Tls,
     /// `OOM`: maxmemory reached, writes refused.
     OutOfMemory,
     /// `READONLY`: a replica (or a failover in progress).
@@ -45,6 +48,7 @@ impl Problem {
     pub fn as_str(self) -> &'static str {
         match self {
             Problem::Unreachable => "unreachable",
+            Problem::Tls => "TLS handshake failed",
             Problem::OutOfMemory => "out of memory (writes refused)",
             Problem::ReadOnly => "read-only (a replica, or a failover in progress)",
             Problem::Auth => "authentication failed",
@@ -60,6 +64,9 @@ impl Problem {
         match self {
             Problem::Unreachable => {
                 "check REDIS_URL, that Redis runs, and firewalls (the gateway retries by itself)"
+            }
+            Problem::Tls => {
+                "if Redis's certificate is from a private CA, set SSL_CERT_FILE to that CA's PEM file in the gateway's environment"
             }
             Problem::OutOfMemory => "raise maxmemory or free memory in Redis",
             Problem::ReadOnly => "point REDIS_URL at the master (or use Sentinel)",
@@ -104,6 +111,9 @@ impl RedisError {
     /// The kind of trouble, for logs, status and `check`.
     pub fn problem(&self) -> Problem {
         let e = &self.0;
+        if e.to_string().contains("SSL Handshake") {
+            return Problem::Tls;
+        }
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()

@@ -92,3 +92,48 @@ fn an_untrusted_certificate_is_reported_and_nothing_is_sent() {
         "{text}"
     );
 }
+
+/// `rediss://` end to end (issue 11, item 7): a TLS-only redis-server with a
+/// certificate of a private CA, trusted through SSL_CERT_FILE.
+#[test]
+fn redis_over_tls_with_a_private_ca() {
+    let redis = RedisServer::start_tls();
+    assert!(redis.url().starts_with("rediss://"));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("redis-ca.pem");
+    std::fs::write(&ca, redis.ca_pem().unwrap()).unwrap();
+    let sim = sim();
+    sim.add_app(APP, SECRET);
+    let mut con = redis.con();
+    put_channel(&mut con, "ch_rt", &channel("ch_rt", APP, SECRET));
+    let env = [("SSL_CERT_FILE", ca.to_str().unwrap()), ("TYPING_REACTION", "")];
+    let gw = start_gateway(&redis.url(), &sim, "gw-rtls", &env);
+    assert!(sim.wait_connections(APP, 1, SECS(15)), "{}", gw.log());
+    let ev = MessageEvent::text(APP, "TLS 上的 Redis");
+    assert!(sim.wait_acked(sim.push_event(APP, &ev.json()), SECS(10)), "{}", gw.log());
+    assert_eq!(inbound(&mut con)[0]["question"], "TLS 上的 Redis");
+    let a = answer("rt-a1", "ch_rt", &ev.message_id, &ev.chat_id, "答案");
+    push_outbound(&mut con, &a.to_string());
+    assert!(sim.wait_messages(1, SECS(10)), "{}", gw.log());
+    assert!(wait_for(SECS(10), || state(&mut con, "ch_rt").as_deref() == Some("connected")));
+    let run = |env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_asktable-feishu-gateway"));
+        c.env_clear().env("REDIS_URL", redis.url()).arg("check");
+        c.env("FEISHU_BASE_URL", sim.base_url());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = output_within(&mut c, SECS(30));
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    // The first heartbeat has been written.
+    assert!(wait_for(SECS(5), || redis::cmd("EXISTS")
+        .arg("at:channel:gateway:feishu:gw-rtls")
+        .query::<bool>(&mut con)
+        .unwrap()));
+    let ok = run(&[("SSL_CERT_FILE", ca.to_str().unwrap())]);
+    assert!(ok.contains("✔  redis") && ok.contains("✔  gateway"), "{ok}\n{}", gw.log());
+    // Without the CA: the TLS failure is named, with the fix.
+    let bad = run(&[]);
+    assert!(bad.contains("TLS handshake failed") && bad.contains("SSL_CERT_FILE"), "{bad}");
+}
