@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Validated settings (see the environment table in README.md).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// `REDIS_URL`, default `redis://127.0.0.1:6379/0`. May hold a password: never log it whole.
     pub redis_url: String,
@@ -35,6 +35,24 @@ pub struct Config {
     pub typing_reaction: String,
     /// `METRICS_ADDR`, default off.
     pub metrics_addr: Option<SocketAddr>,
+    /// `REDIS_SENTINELS` (`host:port,host:port,…`) with
+    /// `REDIS_SENTINEL_MASTER`: find the master through Redis Sentinel.
+    pub redis_sentinels: Vec<(String, u16)>,
+    pub redis_sentinel_master: String,
+    /// `REDIS_SENTINEL_PASSWORD`: the Sentinels' own password (a secret).
+    pub redis_sentinel_password: Option<String>,
+}
+
+/// Shows the settings with every credential redacted (the Redis URL's, the
+/// Sentinel password).
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("redis", &self.redis_url_for_logs())
+            .field("instance_id", &self.instance_id)
+            .field("sentinel_password", &self.redis_sentinel_password.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A bad environment variable.
@@ -127,7 +145,42 @@ impl Config {
                 ),
             ));
         }
+        let mut redis_sentinels = Vec::new();
+        for node in get("REDIS_SENTINELS").unwrap_or_default().split(',') {
+            let node = node.trim();
+            if node.is_empty() {
+                continue;
+            }
+            let parsed = node
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_owned(), p.parse().ok()?)))
+                .filter(|(h, _): &(String, u16)| !h.is_empty());
+            match parsed {
+                Some(hp) => redis_sentinels.push(hp),
+                None => {
+                    return Err(err(
+                        "REDIS_SENTINELS",
+                        format!("{node:?} is not host:port (e.g. 10.0.0.5:26379)"),
+                    ));
+                }
+            }
+        }
+        let redis_sentinel_master =
+            get("REDIS_SENTINEL_MASTER").map(|s| s.trim().to_owned()).unwrap_or_default();
+        if !redis_sentinels.is_empty() && redis_sentinel_master.is_empty() {
+            return Err(err(
+                "REDIS_SENTINEL_MASTER",
+                "is required with REDIS_SENTINELS (the master's name in sentinel.conf, e.g. mymaster)"
+                    .into(),
+            ));
+        }
+        if redis_sentinels.is_empty() && !redis_sentinel_master.is_empty() {
+            return Err(err("REDIS_SENTINELS", "is required with REDIS_SENTINEL_MASTER".into()));
+        }
         Ok(Config {
+            redis_sentinels,
+            redis_sentinel_master,
+            redis_sentinel_password: get("REDIS_SENTINEL_PASSWORD").filter(|p| !p.is_empty()),
             redis_url,
             instance_id,
             feishu_base_url,
@@ -147,7 +200,13 @@ impl Config {
 
     /// The Redis URL with any password replaced by `***`, for logs.
     pub fn redis_url_for_logs(&self) -> String {
-        redact_url(&self.redis_url)
+        let url = redact_url(&self.redis_url);
+        if self.redis_sentinels.is_empty() {
+            return url;
+        }
+        let nodes: Vec<String> =
+            self.redis_sentinels.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        format!("{url} via Sentinel {} (master {})", nodes.join(","), self.redis_sentinel_master)
     }
 }
 

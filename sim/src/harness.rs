@@ -65,6 +65,8 @@ pub struct RedisServer {
     persistent: bool,
     /// TLS only (`--port 0 --tls-port`), with a certificate of this CA.
     tls: Option<crate::tls::Certs>,
+    /// More redis-server arguments (e.g. `--replicaof`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -80,19 +82,31 @@ impl RedisServer {
     /// Speaking TLS only, with a certificate of a private CA
     /// ([`RedisServer::ca_pem`]); [`RedisServer::url`] is `rediss://`.
     pub fn start_tls() -> RedisServer {
-        RedisServer::start_opts(false, Some(crate::tls::Certs::generate()))
+        RedisServer::start_opts(false, Some(crate::tls::Certs::generate()), &[])
     }
 
     fn start_with(persistent: bool) -> RedisServer {
-        RedisServer::start_opts(persistent, None)
+        RedisServer::start_opts(persistent, None, &[])
     }
 
-    fn start_opts(persistent: bool, tls: Option<crate::tls::Certs>) -> RedisServer {
+    /// A replica of the Redis on `master_port` (on loopback).
+    pub fn start_replica_of(master_port: u16) -> RedisServer {
+        let port = master_port.to_string();
+        RedisServer::start_opts(false, None, &["--replicaof", "127.0.0.1", &port])
+    }
+
+    fn start_opts(persistent: bool, tls: Option<crate::tls::Certs>, extra: &[&str]) -> RedisServer {
         let mut tls = tls;
         for _ in 0..10 {
             let dir = tempfile::tempdir().expect("temp dir");
-            let mut r =
-                RedisServer { child: None, port: free_port(), dir, persistent, tls: tls.take() };
+            let mut r = RedisServer {
+                child: None,
+                port: free_port(),
+                dir,
+                persistent,
+                tls: tls.take(),
+                extra: extra.iter().map(|a| a.to_string()).collect(),
+            };
             if r.spawn() {
                 return r;
             }
@@ -126,6 +140,7 @@ impl RedisServer {
             }
         };
         let child = cmd
+            .args(&self.extra)
             .args(["--bind", "127.0.0.1", "--save", ""])
             .args([
                 "--appendonly",

@@ -4,18 +4,16 @@
 //! Every operation fails with one [`RedisError`] (`bridge/error.rs`),
 //! whose `Display` never shows the Redis URL (it may hold a password).
 
-use redis::{Client, Connection, RedisResult, Script};
+use redis::{Connection, RedisResult, Script};
 use std::time::{Duration, Instant};
 
-pub use super::connect::Connector;
 use super::connect::{CONNECT_DEADLINE, HOLD_OFF};
+pub use super::connect::{Connector, Target, target};
 use super::contract;
 pub use super::error::{Problem, RedisError, Result};
 
-/// A client for `REDIS_URL` (nothing is connected yet).
-pub fn client(url: &str) -> Result<Client> {
-    Ok(Client::open(url)?)
-}
+/// How long a stored question waits for a replica's confirmation (Sentinel).
+const REPLICA_WAIT: Duration = Duration::from_millis(1000);
 
 /// One lazily connected Redis connection.
 pub struct Store {
@@ -25,6 +23,8 @@ pub struct Store {
     hold_off: Option<(Instant, RedisError)>,
     /// How long a call waits for a connection attempt.
     connect_wait: Duration,
+    /// Sentinel mode: a stored question is confirmed by a replica first.
+    replicated: bool,
     inbound: Script,
     status: Script,
     status_clear: Script,
@@ -36,9 +36,10 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(client: Client) -> Store {
+    pub fn new(target: Target) -> Store {
         Store {
-            connector: Connector::new(client),
+            replicated: target.replicated(),
+            connector: Connector::new(target),
             con: None,
             hold_off: None,
             connect_wait: CONNECT_DEADLINE,
@@ -203,6 +204,22 @@ impl Store {
                 call.arg(&item.json);
             }
             let pushed: Vec<i64> = call.invoke(con)?;
+            // With a replica, acknowledged means on two servers: a failover
+            // right after cannot lose a question Feishu was told is stored.
+            if me.replicated && pushed.contains(&1) {
+                let acked: i64 =
+                    redis::cmd("WAIT").arg(1).arg(REPLICA_WAIT.as_millis() as u64).query(con)?;
+                if acked < 1 {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "not replicated",
+                        format!(
+                            "no replica confirmed the write within {} ms; refused so that Feishu delivers it again",
+                            REPLICA_WAIT.as_millis()
+                        ),
+                    )));
+                }
+            }
             Ok(pushed.into_iter().map(|p| p == 1).collect())
         })
     }
@@ -400,6 +417,9 @@ fn scan_keys(con: &mut Connection, pattern: &str) -> RedisResult<Vec<String>> {
 
 /// Keep a connection after success or a server's error reply (the
 /// connection itself is fine); drop it after I/O trouble.
+/// Also drop it when the server is no longer a master (READONLY after a
+/// failover) or cannot serve (LOADING, MASTERDOWN): the next connection
+/// finds the master (through Sentinel) again.
 fn keep_connection<T>(result: &RedisResult<T>) -> bool {
     match result {
         Ok(_) => true,
@@ -407,7 +427,8 @@ fn keep_connection<T>(result: &RedisResult<T>) -> bool {
             !(e.is_io_error()
                 || e.is_timeout()
                 || e.is_connection_dropped()
-                || e.is_connection_refusal())
+                || e.is_connection_refusal()
+                || matches!(e.code(), Some("READONLY" | "LOADING" | "MASTERDOWN")))
         }
     }
 }

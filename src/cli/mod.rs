@@ -26,7 +26,7 @@ pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 pub(crate) fn store(cfg: &Config) -> Result<Store, RedisError> {
-    Ok(Store::new(store::client(&cfg.redis_url)?))
+    Ok(Store::new(store::target(cfg)?))
 }
 
 /// Formats ms since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.

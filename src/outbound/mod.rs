@@ -88,7 +88,7 @@ pub struct Outbound {
 impl Outbound {
     pub fn start(
         settings: Settings,
-        client: redis::Client,
+        client: crate::bridge::store::Target,
         api: Arc<Api>,
         channels: Channels,
     ) -> Outbound {

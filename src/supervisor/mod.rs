@@ -114,7 +114,7 @@ struct Channel {
 /// The gateway's main loop and its state.
 pub struct Supervisor {
     cfg: Config,
-    client: redis::Client,
+    client: store::Target,
     store: Store,
     api: Arc<Api>,
     tuning: Tuning,
@@ -146,7 +146,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(cfg: Config, tuning: Tuning) -> Result<Supervisor, StartError> {
-        let client = store::client(&cfg.redis_url).map_err(StartError::RedisUrl)?;
+        let client = store::target(&cfg).map_err(StartError::RedisUrl)?;
         let (tx, rx) = bounded(4096);
         let now = Instant::now();
         Ok(Supervisor {
