@@ -18,6 +18,7 @@ pub mod harness;
 mod http;
 mod im;
 pub mod pb;
+pub mod proxy;
 mod rest;
 mod state;
 pub mod tls;
@@ -144,6 +145,12 @@ impl Sim {
             Some((_, front, _)) => format!("https://{}", front.addr),
             None => format!("http://{}", self.http.addr),
         }
+    }
+
+    /// The port of the long connection's URL (its TLS front in TLS mode).
+    pub fn ws_url_port(&self) -> u16 {
+        let public = &self.inner.ws_public;
+        public.rsplit(':').next().and_then(|p| p.parse().ok()).expect("ws URL has a port")
     }
 
     /// In TLS mode, the PEM certificate of the CA a client must trust.

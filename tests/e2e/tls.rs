@@ -137,3 +137,63 @@ fn redis_over_tls_with_a_private_ca() {
     let bad = run(&[]);
     assert!(bad.contains("TLS handshake failed") && bad.contains("SSL_CERT_FILE"), "{bad}");
 }
+
+/// Behind a proxy (issue 11, item 8): the long connection honours
+/// HTTPS_PROXY (HTTP CONNECT, with Basic credentials from the URL) and
+/// NO_PROXY, as the REST calls do; the credentials appear nowhere.
+#[test]
+fn the_long_connection_goes_through_the_operators_proxy() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let proxy =
+        feishu_sim::proxy::ConnectProxy::start(Some(format!("Basic {}", b64("gw:p@ss:w0rd"))));
+    let redis = RedisServer::start();
+    let sim = tls_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, sim.ca_pem().unwrap()).unwrap();
+    let mut con = redis.con();
+    put_channel(&mut con, "ch_px", &channel("ch_px", APP, SECRET));
+    let url = format!("http://gw:p%40ss%3Aw0rd@127.0.0.1:{}", proxy.port);
+    let ca_path = ca.to_str().unwrap();
+    let env = [("SSL_CERT_FILE", ca_path), ("TYPING_REACTION", ""), ("HTTPS_PROXY", url.as_str())];
+    let gw = start_gateway(&redis.url(), &sim, "gw-px", &env);
+    assert!(sim.wait_connections(APP, 1, SECS(15)), "{}", gw.log());
+    let ev = MessageEvent::text(APP, "经代理的问题");
+    assert!(sim.wait_acked(sim.push_event(APP, &ev.json()), SECS(10)), "{}", gw.log());
+    let a = answer("px-a1", "ch_px", &ev.message_id, &ev.chat_id, "经代理的答案");
+    push_outbound(&mut con, &a.to_string());
+    assert!(sim.wait_messages(1, SECS(10)), "{}", gw.log());
+    let ws_port = sim.ws_url_port();
+    let tunnels = proxy.tunnels();
+    assert!(
+        tunnels.iter().any(|t| t.ends_with(&format!(":{ws_port}"))),
+        "the long connection did not use the proxy: {tunnels:?}"
+    );
+    assert_eq!(proxy.refused(), 0);
+    for secret in ["p@ss:w0rd", "p%40ss%3Aw0rd", &b64("gw:p@ss:w0rd")] {
+        assert!(!gw.log().contains(secret), "proxy credentials in the log");
+    }
+    drop(gw);
+
+    // NO_PROXY names the host: straight there, nothing through the proxy.
+    let before = proxy.tunnels().len();
+    let env = [
+        ("SSL_CERT_FILE", ca_path),
+        ("TYPING_REACTION", ""),
+        ("HTTPS_PROXY", url.as_str()),
+        ("NO_PROXY", "localhost,127.0.0.1"),
+    ];
+    let gw = start_gateway(&redis.url(), &sim, "gw-px2", &env);
+    assert!(sim.wait_connections(APP, 1, SECS(15)), "{}", gw.log());
+    assert_eq!(proxy.tunnels().len(), before, "NO_PROXY was not honoured");
+    drop(gw);
+
+    // Wrong credentials: refused, said so, and nothing secret shown.
+    let bad = format!("http://gw:wrong-pass@127.0.0.1:{}", proxy.port);
+    let env = [("SSL_CERT_FILE", ca_path), ("TYPING_REACTION", ""), ("HTTPS_PROXY", bad.as_str())];
+    let gw = start_gateway(&redis.url(), &sim, "gw-px3", &env);
+    assert!(wait_for(SECS(15), || proxy.refused() > 0));
+    assert!(gw.wait_log("407", SECS(10)), "{}", gw.log());
+    assert!(!gw.log().contains("wrong-pass"), "{}", gw.log());
+}

@@ -10,6 +10,7 @@
 
 mod ack;
 mod liveness;
+mod proxy;
 mod session;
 mod transport;
 

@@ -1,7 +1,8 @@
 //! Opening the WebSocket: TCP connect with a timeout, TLS, the WebSocket
 //! handshake, and the mapping of every failure to a [`ConnectError`] (the
 //! handshake's Feishu headers included). Also the socket-mode switches the
-//! session needs. Refuses `ws://` unless the operator allowed it.
+//! session needs. Refuses `ws://` unless the operator allowed it. Goes
+//! through the HTTP proxy of the environment, if any ([`proxy`]).
 
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -11,7 +12,7 @@ use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{HandshakeError, WebSocket};
 
 use super::super::endpoint::ConnectError;
-use super::{Transport, Tuning};
+use super::{Transport, Tuning, proxy};
 
 /// The long connection's socket.
 pub type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
@@ -42,18 +43,12 @@ pub fn open_socket(
     };
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
-    let mut tcp = None;
-    for addr in (host, port).to_socket_addrs().map_err(io_to_connect)? {
-        match TcpStream::connect_timeout(&addr, tuning.connect_timeout) {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last = e,
-        }
-    }
-    let tcp = tcp.ok_or_else(|| io_to_connect(last))?;
+    let via = proxy::from_env(host, |k| std::env::var(k).ok())
+        .map_err(|problem| ConnectError::Protocol(format!("proxy setting: {problem}")))?;
+    let tcp = match &via {
+        Some(p) => proxy::tunnel(p, host, port, tuning.connect_timeout).map_err(io_to_connect)?,
+        None => connect_direct(host, port, tuning.connect_timeout)?,
+    };
     tcp.set_read_timeout(Some(tuning.connect_timeout)).map_err(io_to_connect)?;
     tcp.set_write_timeout(Some(tuning.connect_timeout)).map_err(io_to_connect)?;
     tcp.set_nodelay(true).map_err(io_to_connect)?;
@@ -89,6 +84,17 @@ pub fn open_socket(
         })?;
     set_read_timeout(&mut socket, tuning.tick).map_err(io_to_connect)?;
     Ok(socket)
+}
+
+fn connect_direct(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
+    for addr in (host, port).to_socket_addrs().map_err(io_to_connect)? {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(io_to_connect(last))
 }
 
 pub fn set_read_timeout(socket: &mut Socket, d: Duration) -> io::Result<()> {
