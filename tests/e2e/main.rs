@@ -25,6 +25,8 @@ mod ops;
 mod outbound;
 /// Property tests of the pure codecs and the renderer.
 mod properties;
+/// Every secret through every output.
+mod secrets;
 /// Redis Sentinel: failovers mid-traffic.
 mod sentinel;
 /// The supervisor in-process with a substitute runner (panic isolation).
