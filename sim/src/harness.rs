@@ -89,10 +89,12 @@ impl RedisServer {
         RedisServer::start_opts(persistent, None, &[])
     }
 
-    /// A replica of the Redis on `master_port` (on loopback).
+    /// A replica of the Redis on `master_port` (on loopback), with an
+    /// append-only file like [`RedisServer::start_persistent`]: once
+    /// promoted it may be restarted too.
     pub fn start_replica_of(master_port: u16) -> RedisServer {
         let port = master_port.to_string();
-        RedisServer::start_opts(false, None, &["--replicaof", "127.0.0.1", &port])
+        RedisServer::start_opts(true, None, &["--replicaof", "127.0.0.1", &port])
     }
 
     fn start_opts(persistent: bool, tls: Option<crate::tls::Certs>, extra: &[&str]) -> RedisServer {
@@ -441,4 +443,124 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> std::process::Outp
     let out = child.wait_with_output().expect("collect output");
     assert!(exited, "{cmd:?} did not finish within {timeout:?}");
     out
+}
+
+/// The master name the test Sentinels watch.
+pub const SENTINEL_MASTER: &str = "mymaster";
+
+/// A Redis Sentinel on loopback (`redis-server --sentinel`, which is what
+/// Debian's redis-sentinel runs), watching [`SENTINEL_SENTINEL_MASTER`] with a 1 s
+/// down-after and a 4 s failover timeout.
+pub struct SentinelNode {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl SentinelNode {
+    pub fn start(master_port: u16) -> SentinelNode {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master_port} 2\n\
+                 sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\nsentinel failover-timeout {SENTINEL_MASTER} 4000\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        // Debian's redis-sentinel is this binary in Sentinel mode.
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel");
+        SentinelNode { child, port, _dir: dir }
+    }
+
+    pub fn con(&self) -> Option<redis::Connection> {
+        let c = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).ok()?;
+        let con = c.get_connection_with_timeout(SECS(1)).ok()?;
+        con.set_read_timeout(Some(SECS(2))).ok()?;
+        Some(con)
+    }
+
+    /// The master's port as this Sentinel names it now.
+    pub fn master_port(&self) -> Option<u16> {
+        let mut con = self.con()?;
+        let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(SENTINEL_MASTER)
+            .query(&mut con)
+            .ok()?;
+        addr.map(|(_, p)| p)
+    }
+
+    /// Sentinels and replicas this node knows of.
+    pub fn peers(&self) -> (usize, usize) {
+        let Some(mut con) = self.con() else { return (0, 0) };
+        let count = |sub: &str, con: &mut redis::Connection| {
+            redis::cmd("SENTINEL")
+                .arg(sub)
+                .arg(SENTINEL_MASTER)
+                .query::<Vec<redis::Value>>(con)
+                .map(|v| v.len())
+                .unwrap_or(0)
+        };
+        (count("sentinels", &mut con), count("replicas", &mut con))
+    }
+}
+
+impl Drop for SentinelNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a replica's link to its master is up.
+pub fn replica_linked(replica: &RedisServer) -> bool {
+    let info: String =
+        redis::cmd("INFO").arg("replication").query(&mut replica.con()).unwrap_or_default();
+    info.contains("master_link_status:up")
+}
+
+/// Drops every packet to a local TCP port while it lives (iptables on the
+/// loopback): a black-holed Redis, new connections and established ones.
+pub struct BlackHole(u16);
+
+impl BlackHole {
+    pub fn new(port: u16) -> BlackHole {
+        BlackHole::rule("-I", port);
+        BlackHole(port)
+    }
+
+    fn rule(op: &str, port: u16) {
+        let status = std::process::Command::new("iptables")
+            .args([
+                op,
+                "INPUT",
+                "-i",
+                "lo",
+                "-p",
+                "tcp",
+                "--dport",
+                &port.to_string(),
+                "-j",
+                "DROP",
+            ])
+            .status()
+            .expect("iptables (installed by .ci/install-deps; the tests run as root)");
+        assert!(status.success(), "iptables {op} failed");
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        BlackHole::rule("-D", self.0);
+    }
 }

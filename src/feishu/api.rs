@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::event::is_feishu_id;
 use super::http::{Http, HttpError, Reply};
 use crate::channel::Secret;
 
@@ -29,12 +30,16 @@ pub enum ApiError {
     Http(HttpError),
     /// Feishu answered a non-zero `code`.
     Feishu { status: u16, code: i64, msg: String, rate_limit_reset: Option<u64> },
+    /// An id that would go into a URL path does not have Feishu's shape
+    /// (never sent; shown cut to 64 characters).
+    InvalidId(String),
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ApiError::Http(e) => write!(f, "{e}"),
+            ApiError::InvalidId(id) => write!(f, "\"{id}\" is not a Feishu id; not sent"),
             ApiError::Feishu { status, code, msg, .. } => {
                 write!(f, "feishu api: HTTP {status}, code {code}: {msg}")
             }
@@ -61,6 +66,19 @@ pub enum Failure {
     Permanent,
 }
 
+/// Refuses an id that would change the URL it goes into (a `/`, `?`, `..`,
+/// …): it comes from Redis (the server's items, the reply and typing keys)
+/// or from Feishu, and neither is trusted with a path.
+fn path_id(id: &str) -> Result<(), ApiError> {
+    if is_feishu_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidId(
+            id.chars().take(64).collect::<String>().escape_default().to_string(),
+        ))
+    }
+}
+
 impl ApiError {
     /// Classifies the error by Feishu's documented codes.
     pub fn failure(&self) -> Failure {
@@ -69,7 +87,9 @@ impl ApiError {
             ApiError::Http(HttpError::NotJson { status }) if *status >= 500 || *status == 429 => {
                 Failure::Transient(None)
             }
-            ApiError::Http(HttpError::NotJson { .. }) => Failure::Permanent,
+            ApiError::Http(HttpError::NotJson { .. }) | ApiError::InvalidId(_) => {
+                Failure::Permanent
+            }
             ApiError::Feishu { status, code, rate_limit_reset, .. } => {
                 let reset = rate_limit_reset.map(Duration::from_secs);
                 match code {
@@ -96,7 +116,7 @@ impl ApiError {
     pub fn code(&self) -> i64 {
         match self {
             ApiError::Feishu { code, .. } => *code,
-            ApiError::Http(_) => 0,
+            ApiError::Http(_) | ApiError::InvalidId(_) => 0,
         }
     }
 }
@@ -227,6 +247,9 @@ impl Api {
         content: &str,
         uuid: &str,
     ) -> Result<String, ApiError> {
+        if let Destination::Reply { message_id, .. } = &dest {
+            path_id(message_id)?;
+        }
         let (url, body) = match dest {
             Destination::Reply { message_id, in_thread } => (
                 Self::url(creds, &format!("/open-apis/im/v1/messages/{message_id}/reply")),
@@ -248,6 +271,7 @@ impl Api {
         message_id: &str,
         content: &str,
     ) -> Result<(), ApiError> {
+        path_id(message_id)?;
         let url = Self::url(creds, &format!("/open-apis/im/v1/messages/{message_id}"));
         let body = json!({ "content": content });
         self.with_token(creds, |http, token| http.patch(&url, &body, token)).map(|_| ())
@@ -260,6 +284,7 @@ impl Api {
         message_id: &str,
         emoji: &str,
     ) -> Result<String, ApiError> {
+        path_id(message_id)?;
         let url = Self::url(creds, &format!("/open-apis/im/v1/messages/{message_id}/reactions"));
         let body = json!({ "reaction_type": { "emoji_type": emoji } });
         let reply = self.with_token(creds, |http, token| http.post(&url, &body, Some(token)))?;
@@ -273,6 +298,8 @@ impl Api {
         message_id: &str,
         reaction_id: &str,
     ) -> Result<(), ApiError> {
+        path_id(message_id)?;
+        path_id(reaction_id)?;
         let url = Self::url(
             creds,
             &format!("/open-apis/im/v1/messages/{message_id}/reactions/{reaction_id}"),
@@ -325,4 +352,35 @@ fn check(reply: Result<Reply, HttpError>) -> Result<Reply, ApiError> {
         msg: reply.msg(),
         rate_limit_reset: reply.rate_limit_reset,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by an independent fault harness (issue 11): ids went
+    /// unvalidated into REST paths. Ids from Redis (reply and typing keys)
+    /// and from Feishu are checked at the one place URLs are built.
+    #[test]
+    fn ids_that_would_change_the_url_are_not_sent() {
+        let api = Api::new(Http::new(Duration::from_secs(1)));
+        let creds = AppCreds {
+            base_url: "http://127.0.0.1:9".into(),
+            app_id: "cli_a".into(),
+            app_secret: Secret::new("s".to_owned()),
+        };
+        for bad in ["om_1/../../chats", "om_1?x=1", "", "om 1", "om_\u{0}"] {
+            let e = api.update_card(&creds, bad, "{}").unwrap_err();
+            assert!(matches!(e, ApiError::InvalidId(_)), "{bad:?}: {e}");
+            assert_eq!(e.failure(), Failure::Permanent);
+            let e = api.delete_reaction(&creds, "om_1", bad).unwrap_err();
+            assert!(matches!(e, ApiError::InvalidId(_)), "{bad:?}: {e}");
+            let dest = Destination::Reply { message_id: bad, in_thread: false };
+            assert!(matches!(
+                api.send(&creds, dest, "text", "{}", "u"),
+                Err(ApiError::InvalidId(_))
+            ));
+            assert!(matches!(api.add_reaction(&creds, bad, "OK"), Err(ApiError::InvalidId(_))));
+        }
+    }
 }

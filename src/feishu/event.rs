@@ -59,6 +59,18 @@ pub struct Message {
     pub mentions: Vec<Mention>,
 }
 
+/// Longest Feishu id accepted (message, chat, reaction, card ids).
+pub const MAX_FEISHU_ID: usize = 128;
+
+/// Whether `id` has the shape of a Feishu id (`om_…`, `oc_…`, a reaction
+/// id): 1 to [`MAX_FEISHU_ID`] ASCII letters, digits, `_` or `-`, so it is
+/// safe to put into a REST path. Every id that goes into a URL is checked.
+pub fn is_feishu_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_FEISHU_ID
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// A message the gateway does not forward but may answer itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NonText {

@@ -145,42 +145,6 @@ fn every_long_lived_thread_survives_a_panic() {
     assert!(dead_letters(&mut con).is_empty());
 }
 
-/// Drops every packet to a local TCP port while it lives (iptables on the
-/// loopback): a black-holed Redis, new connections and established ones.
-struct BlackHole(u16);
-
-impl BlackHole {
-    fn new(port: u16) -> BlackHole {
-        BlackHole::rule("-I", port);
-        BlackHole(port)
-    }
-
-    fn rule(op: &str, port: u16) {
-        let status = std::process::Command::new("iptables")
-            .args([
-                op,
-                "INPUT",
-                "-i",
-                "lo",
-                "-p",
-                "tcp",
-                "--dport",
-                &port.to_string(),
-                "-j",
-                "DROP",
-            ])
-            .status()
-            .expect("iptables (installed by .ci/install-deps; the tests run as root)");
-        assert!(status.success(), "iptables {op} failed");
-    }
-}
-
-impl Drop for BlackHole {
-    fn drop(&mut self) {
-        BlackHole::rule("-D", self.0);
-    }
-}
-
 #[test]
 fn a_black_holed_redis_stalls_nothing_that_does_not_need_it() {
     use std::os::unix::net::UnixDatagram;

@@ -7,82 +7,10 @@
 use crate::support;
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use support::*;
 
 const APP: &str = "cli_5e171ne100000000a";
 const SECRET: &str = "sentinel-secret";
-const MASTER: &str = "mymaster";
-
-struct SentinelNode {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl SentinelNode {
-    fn start(master_port: u16) -> SentinelNode {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let conf = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {MASTER} 127.0.0.1 {master_port} 2\n\
-                 sentinel down-after-milliseconds {MASTER} 1000\nsentinel failover-timeout {MASTER} 4000\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        // Debian's redis-sentinel is this binary in Sentinel mode.
-        let child = Command::new("redis-server")
-            .arg(&conf)
-            .arg("--sentinel")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server --sentinel");
-        SentinelNode { child, port, _dir: dir }
-    }
-
-    fn con(&self) -> Option<redis::Connection> {
-        let c = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).ok()?;
-        let con = c.get_connection_with_timeout(SECS(1)).ok()?;
-        con.set_read_timeout(Some(SECS(2))).ok()?;
-        Some(con)
-    }
-
-    fn master_port(&self) -> Option<u16> {
-        let mut con = self.con()?;
-        let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(MASTER)
-            .query(&mut con)
-            .ok()?;
-        addr.map(|(_, p)| p)
-    }
-
-    /// Sentinels and replicas this node knows of.
-    fn peers(&self) -> (usize, usize) {
-        let Some(mut con) = self.con() else { return (0, 0) };
-        let count = |sub: &str, con: &mut redis::Connection| {
-            redis::cmd("SENTINEL")
-                .arg(sub)
-                .arg(MASTER)
-                .query::<Vec<redis::Value>>(con)
-                .map(|v| v.len())
-                .unwrap_or(0)
-        };
-        (count("sentinels", &mut con), count("replicas", &mut con))
-    }
-}
-
-impl Drop for SentinelNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn con_to(port: u16) -> redis::Connection {
     let c = redis::Client::open(format!("redis://127.0.0.1:{port}/0")).unwrap();
@@ -92,8 +20,7 @@ fn con_to(port: u16) -> redis::Connection {
 }
 
 fn linked(replica: &RedisServer) -> bool {
-    let info: String = redis::cmd("INFO").arg("replication").query(&mut replica.con()).unwrap();
-    info.contains("master_link_status:up")
+    replica_linked(replica)
 }
 
 /// Asks `n` questions 100 ms apart, running `mid` after the first third.
@@ -139,7 +66,7 @@ fn failovers_mid_traffic_lose_and_double_nothing() {
     // REDIS_URL's host and port are not used with Sentinel.
     let env = [
         ("REDIS_SENTINELS", nodes.as_str()),
-        ("REDIS_SENTINEL_MASTER", MASTER),
+        ("REDIS_SENTINEL_MASTER", SENTINEL_MASTER),
         ("TYPING_REACTION", ""),
     ];
     let gw = start_gateway("redis://127.0.0.1:1/0", &sim, "gw-sent", &env);
@@ -150,7 +77,7 @@ fn failovers_mid_traffic_lose_and_double_nothing() {
     let old = a.as_ref().unwrap().port;
     let mut pushed = ask(&sim, 30, "demoted", || {
         let mut s = sentinels[0].con().unwrap();
-        redis::cmd("SENTINEL").arg("FAILOVER").arg(MASTER).query::<()>(&mut s).unwrap();
+        redis::cmd("SENTINEL").arg("FAILOVER").arg(SENTINEL_MASTER).query::<()>(&mut s).unwrap();
     });
     assert!(
         wait_for(SECS(20), || sentinels.iter().all(|s| s.master_port() == Some(b.port))),

@@ -1,14 +1,17 @@
-//! `make soak`: conversations flow through two gateway replicas while
-//! faults are injected at random; at the end every question must have been
-//! stored exactly once and every answer shown exactly once.
+//! `make soak`: conversations flow through two gateway replicas on a
+//! Redis master, a replica and three Sentinels while faults are injected
+//! at random; at the end every question must have been stored exactly once
+//! and every answer shown exactly once (but answers a panicking worker
+//! dead-lettered, which are counted), every bad value dead-lettered, and
+//! no secret logged. Black-holing needs iptables (root).
 //!
 //! SOAK_SECONDS (default 600) sets the duration of the fault phase.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool
 
 use feishu_sim::events::MessageEvent;
 use feishu_sim::harness::{
-    Gateway, RedisServer, answer, channel, dead_letters, llen, put_channel, rss_kib, threads,
-    wait_for,
+    BlackHole, Gateway, RedisServer, SENTINEL_MASTER, SentinelNode, answer, channel, dead_letters,
+    llen, put_channel, put_raw_channel, replica_linked, rss_kib, threads, wait_for,
 };
 use feishu_sim::{Fault, Route, Sim, SimOptions, rand_u64};
 use std::collections::{HashMap, HashSet};
@@ -39,6 +42,21 @@ fn pick(n: usize) -> usize {
     (rand_u64() % n as u64) as usize
 }
 
+/// The port of the master the Sentinels name now.
+fn master_port(sentinels: &[u16]) -> Option<u16> {
+    sentinels.iter().find_map(|p| {
+        let c = redis::Client::open(format!("redis://127.0.0.1:{p}/")).ok()?;
+        let mut con = c.get_connection_with_timeout(Duration::from_millis(500)).ok()?;
+        con.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(SENTINEL_MASTER)
+            .query(&mut con)
+            .ok()?;
+        addr.map(|(_, port)| port)
+    })
+}
+
 struct Replica {
     name: &'static str,
     gw: Option<Gateway>,
@@ -49,14 +67,29 @@ fn main() -> ExitCode {
     let secs: u64 = std::env::var("SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
     let bin: PathBuf =
         std::env::current_exe().expect("exe").with_file_name("asktable-feishu-gateway");
-    let mut redis = RedisServer::start_persistent();
+    let mut servers = [RedisServer::start_persistent(), RedisServer::start_persistent()];
+    let first = servers[0].port;
+    servers[1] = RedisServer::start_replica_of(first);
+    assert!(wait_for(Duration::from_secs(15), || replica_linked(&servers[1])), "replica");
+    let sentinels: Vec<SentinelNode> = (0..3).map(|_| SentinelNode::start(first)).collect();
+    assert!(
+        wait_for(Duration::from_secs(30), || sentinels.iter().all(|s| s.peers() == (2, 1))),
+        "the Sentinels did not find each other"
+    );
+    let sentinel_ports: Vec<u16> = sentinels.iter().map(|s| s.port).collect();
+    let nodes: Vec<String> = sentinel_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let nodes = nodes.join(",");
     let sim = Arc::new(Sim::start(SimOptions {
         ping_interval: 2,
         redelivery_after: Duration::from_secs(2),
         max_deliveries: 1000,
         ..SimOptions::default()
     }));
-    let mut con = redis.con();
+    let master = |servers: &[RedisServer; 2]| {
+        let port = master_port(&sentinel_ports).expect("a Sentinel answers");
+        servers.iter().position(|r| r.port == port).expect("the master is one of ours")
+    };
+    let mut con = servers[0].con();
     for i in 0..APPS {
         sim.add_app(&app(i), &format!("{SECRET_PREFIX}{i}"));
         put_channel(
@@ -65,9 +98,27 @@ fn main() -> ExitCode {
             &channel(&format!("ch_{i}"), &app(i), &format!("{SECRET_PREFIX}{i}")),
         );
     }
-    let url = redis.url();
-    let env: &[(&str, &str)] = &[("RUST_LOG", "info"), ("OUTBOUND_RETRY_WINDOW", "120")];
-    let start = |name: &'static str| Gateway::start(&bin, &url, &sim, name, env);
+    // Poison config entries affect only themselves.
+    put_raw_channel(&mut con, "ch_poison", "{\"app_id\": 1, \"app_secret\": [\"soak-secret-x\"]}");
+    redis::cmd("HSET")
+        .arg("at:channel:config:feishu")
+        .arg(&b"ch\xff\x00bad"[..])
+        .arg("{}")
+        .query::<()>(&mut con)
+        .expect("HSET");
+    // Redis is found through the Sentinels; REDIS_URL's host is not used.
+    let url = "redis://127.0.0.1:1/0".to_owned();
+    let env_owned: Vec<(&str, String)> = vec![
+        ("RUST_LOG", "info".into()),
+        ("OUTBOUND_RETRY_WINDOW", "120".into()),
+        ("REDIS_SENTINELS", nodes.clone()),
+        ("REDIS_SENTINEL_MASTER", SENTINEL_MASTER.into()),
+    ];
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut panicky = env.clone();
+    panicky
+        .push(("GATEWAY_FAULTS", "panic:reply,panic:outbound-pop,panic:typing,panic:config-watch"));
+    let start = |name: &'static str| Gateway::start(&bin, &url, &sim, name, &env);
     let mut replicas = [
         Replica { name: "gw-a", gw: Some(start("gw-a")), logs: Vec::new() },
         Replica { name: "gw-b", gw: Some(start("gw-b")), logs: Vec::new() },
@@ -108,8 +159,8 @@ fn main() -> ExitCode {
     let responder_stop = Arc::new(AtomicBool::new(false));
     let responder = {
         let stop = responder_stop.clone();
-        let (_, stored, malformed, url) =
-            (stop.clone(), stored.clone(), malformed.clone(), url.clone());
+        let (_, stored, malformed, ports) =
+            (stop.clone(), stored.clone(), malformed.clone(), sentinel_ports.clone());
         thread::spawn(move || {
             let mut con: Option<redis::Connection> = None;
             let mut counted: HashSet<String> = HashSet::new();
@@ -117,9 +168,14 @@ fn main() -> ExitCode {
                 let c = match con.as_mut() {
                     Some(c) => c,
                     None => {
-                        con = redis::Client::open(url.as_str())
-                            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
-                            .ok();
+                        // A real server follows the master through Sentinel too.
+                        con = master_port(&ports)
+                            .and_then(|p| {
+                                redis::Client::open(format!("redis://127.0.0.1:{p}/0")).ok()
+                            })
+                            .and_then(|c| {
+                                c.get_connection_with_timeout(Duration::from_secs(1)).ok()
+                            });
                         thread::sleep(Duration::from_millis(100));
                         continue;
                     }
@@ -179,13 +235,24 @@ fn main() -> ExitCode {
                     answers.push(MALFORMED[pick(MALFORMED.len())].to_owned());
                     malformed.fetch_add(1, Ordering::SeqCst);
                 }
+                // The answers, confirmed by a replica, before the question
+                // is let go: a failover then loses neither (an answer queued
+                // twice is shown once: its uuid).
                 let mut pipe = redis::pipe();
                 pipe.atomic();
                 for a in &answers {
                     pipe.cmd("LPUSH").arg("at:channel:outbound:feishu").arg(a).ignore();
                 }
-                pipe.cmd("LREM").arg(RESPONDER_PROCESSING).arg(1).arg(&item).ignore();
-                if pipe.query::<()>(c).is_err() {
+                let replicated = pipe.query::<()>(c).is_ok()
+                    && redis::cmd("WAIT").arg(1).arg(1000).query::<i64>(c).is_ok_and(|n| n >= 1);
+                if !replicated
+                    || redis::cmd("LREM")
+                        .arg(RESPONDER_PROCESSING)
+                        .arg(1)
+                        .arg(&item)
+                        .query::<()>(c)
+                        .is_err()
+                {
                     con = None; // handled again after reconnecting; uuids keep answers single
                 }
             }
@@ -197,14 +264,15 @@ fn main() -> ExitCode {
     let mut faults: HashMap<&str, usize> = HashMap::new();
     let mut max_threads = 0;
     let mut max_rss_kib = 0;
+    let mut poison = 0;
     // Faults are dealt from a shuffled deck, so that even a short run sees
-    // every kind (9 kinds, one every 2–5 s).
+    // every kind (14 kinds, one every 2–5 s).
     let mut deck: Vec<usize> = Vec::new();
     while t0.elapsed() < Duration::from_secs(secs) {
         thread::sleep(Duration::from_millis(2000 + (rand_u64() % 3000)));
         let a = app(pick(APPS));
         if deck.is_empty() {
-            deck = (0..9).collect();
+            deck = (0..14).collect();
             for i in (1..deck.len()).rev() {
                 deck.swap(i, pick(i + 1));
             }
@@ -216,12 +284,13 @@ fn main() -> ExitCode {
                     gw.kill9();
                     r.logs.push(gw.log());
                 }
-                r.gw = Some(Gateway::start(&bin, &url, &sim, r.name, env));
+                r.gw = Some(Gateway::start(&bin, &url, &sim, r.name, &env));
                 "SIGKILL + restart of a replica"
             }
             1 => {
-                redis.restart();
-                "Redis restart"
+                let m = master(&servers);
+                servers[m].restart();
+                "Redis master restart"
             }
             2 => {
                 sim.drop_connections(&a);
@@ -253,11 +322,56 @@ fn main() -> ExitCode {
                 sim.send_text(&a, "not a frame");
                 "garbage frames"
             }
-            _ => {
+            8 => {
                 for _ in 0..3 {
                     sim.inject(Route::AnyMessage, Fault::server_error());
                 }
                 "HTTP 500s"
+            }
+            9 => {
+                if let Some(mut s) = sentinels[pick(3)].con() {
+                    let _ = redis::cmd("SENTINEL")
+                        .arg("FAILOVER")
+                        .arg(SENTINEL_MASTER)
+                        .query::<()>(&mut s);
+                }
+                "Sentinel failover"
+            }
+            10 => {
+                let hole = BlackHole::new(servers[master(&servers)].port);
+                thread::sleep(Duration::from_secs(3));
+                drop(hole);
+                "Redis master black-holed 3 s"
+            }
+            11 => {
+                let hole = BlackHole::new(sim.ws_url_port());
+                thread::sleep(Duration::from_secs(4));
+                drop(hole);
+                "Feishu half-open 4 s"
+            }
+            12 => {
+                let mut c = servers[master(&servers)].con();
+                let huge = vec![b'x'; (1 << 20) + 1];
+                for bad in [&b"\xff\xfe poison"[..], &huge[..]] {
+                    if redis::cmd("LPUSH")
+                        .arg("at:channel:outbound:feishu")
+                        .arg(bad)
+                        .query::<()>(&mut c)
+                        .is_ok()
+                    {
+                        poison += 1;
+                    }
+                }
+                "poison outbound values"
+            }
+            _ => {
+                let r = &mut replicas[pick(2)];
+                if let Some(mut gw) = r.gw.take() {
+                    gw.kill9();
+                    r.logs.push(gw.log());
+                }
+                r.gw = Some(Gateway::start(&bin, &url, &sim, r.name, &panicky));
+                "restart with panicking threads"
             }
         };
         *faults.entry(fault).or_default() += 1;
@@ -275,15 +389,27 @@ fn main() -> ExitCode {
     // Settle: every question acknowledged, stored and answered.
     let asked: Vec<MessageEvent> = questions.lock().unwrap().clone();
     let ids: HashSet<String> = asked.iter().map(|e| e.message_id.clone()).collect();
+    // Answers a panicking worker dead-lettered (by design: the item that
+    // made it panic is not retried) need not be shown.
+    let excused = |servers: &[RedisServer; 2]| -> HashSet<String> {
+        let mut con = servers[master(servers)].con();
+        dead_letters(&mut con)
+            .iter()
+            .filter(|d| d["reason"].as_str().unwrap_or("").contains("internal error"))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d["item"].as_str()?).ok())
+            .filter_map(|item| item["target"]["message_id"].as_str().map(str::to_owned))
+            .collect()
+    };
     let settled = wait_for(Duration::from_secs(180), || {
         let stored_all = ids.iter().all(|m| stored.lock().unwrap().contains_key(m));
         let shown: HashSet<String> =
             sim.messages().iter().filter_map(|m| m.reply_to.clone()).collect();
-        stored_all && ids.iter().all(|m| shown.contains(m))
+        let excused = excused(&servers);
+        stored_all && ids.iter().all(|m| shown.contains(m) || excused.contains(m))
     });
     responder_stop.store(true, Ordering::SeqCst);
     let _ = responder.join();
-    let mut con = redis.con();
+    let mut con = servers[master(&servers)].con();
     let quiet = wait_for(Duration::from_secs(60), || {
         llen(&mut con, "at:channel:outbound:feishu") == 0
             && llen(&mut con, "at:channel:outbound:feishu:processing:gw-a") == 0
@@ -342,19 +468,25 @@ fn main() -> ExitCode {
         violations.push(format!("{doubled} answer(s) shown more than once, e.g. {example:?}"));
     }
     let dead = dead_letters(&mut con);
+    let reason = |d: &serde_json::Value| d["reason"].as_str().unwrap_or("").to_owned();
     let dead_malformed = dead
         .iter()
-        .filter(|d| {
-            MALFORMED.contains(&d["item"].as_str().unwrap_or(""))
-                && !d["reason"].as_str().unwrap_or("").is_empty()
-        })
+        .filter(|d| MALFORMED.contains(&d["item"].as_str().unwrap_or("")) && !reason(d).is_empty())
         .count();
-    if dead_malformed != malformed.load(Ordering::SeqCst) || dead.len() != dead_malformed {
+    let dead_poison =
+        dead.iter().filter(|d| d["item_escaped"] == true || d.get("item_bytes").is_some()).count();
+    let dead_panic = dead.iter().filter(|d| reason(d).contains("internal error")).count();
+    let panic_restarts = faults.get("restart with panicking threads").copied().unwrap_or(0);
+    if dead_malformed != malformed.load(Ordering::SeqCst)
+        || dead_poison != poison
+        || dead_panic > panic_restarts
+        || dead.len() != dead_malformed + dead_poison + dead_panic
+    {
         violations.push(format!(
-            "dead letters: {} in all, {dead_malformed} malformed, {} malformed injected: {:?}",
+            "dead letters: {} in all, {dead_malformed} malformed of {} injected, {dead_poison} poison of {poison}, {dead_panic} after panics (at most {panic_restarts}): {:?}",
             dead.len(),
             malformed.load(Ordering::SeqCst),
-            dead.iter().map(|d| d["reason"].clone()).collect::<Vec<_>>()
+            dead.iter().map(reason).collect::<Vec<_>>()
         ));
     }
     if max_threads > 40 {
@@ -366,6 +498,7 @@ fn main() -> ExitCode {
     let mut logs: Vec<String> = replicas.iter().flat_map(|r| r.logs.clone()).collect();
     logs.extend(replicas.iter().filter_map(|r| r.gw.as_ref().map(Gateway::log)));
     let mut secrets: Vec<String> = (0..APPS).map(|i| format!("{SECRET_PREFIX}{i}")).collect();
+    secrets.push(format!("{SECRET_PREFIX}x"));
     secrets.extend(sim.issued_secrets());
     let leaked = secrets.iter().filter(|s| logs.iter().any(|l| l.contains(s.as_str()))).count();
     if leaked > 0 {
@@ -380,6 +513,8 @@ fn main() -> ExitCode {
         ids.iter().filter(|m| shown.get(*m) == Some(&1)).count()
     );
     println!("  malformed dead-lettered {dead_malformed}");
+    println!("  poison dead-lettered   {dead_poison}");
+    println!("  answers lost to panics {dead_panic} (dead-lettered, by design)");
     println!("  max threads / RSS      {max_threads} / {} MiB", max_rss_kib / 1024);
     let mut f: Vec<_> = faults.into_iter().collect();
     f.sort();

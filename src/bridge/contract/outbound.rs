@@ -80,16 +80,7 @@ struct RawError {
     message: Option<String>,
 }
 
-/// Longest Feishu id accepted in an outbound item's target.
-const MAX_FEISHU_ID: usize = 128;
-
-/// Whether `id` has the shape of a Feishu message or chat id (`om_…`,
-/// `oc_…`): safe to put into a REST path.
-fn is_feishu_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_FEISHU_ID
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
+use crate::feishu::event::{MAX_FEISHU_ID, is_feishu_id};
 
 /// Parses and validates one outbound item; the error is the dead-letter reason.
 pub fn parse_outbound(raw: &str) -> Result<Outbound, Invalid> {
