@@ -65,8 +65,10 @@ pub struct RedisServer {
     persistent: bool,
     /// TLS only (`--port 0 --tls-port`), with a certificate of this CA.
     tls: Option<crate::tls::Certs>,
-    /// More redis-server arguments (e.g. `--replicaof`).
-    extra: Vec<String>,
+    /// Lines of its config file (e.g. `replicaof …`), written once: Redis
+    /// rewrites the file when Sentinel reconfigures it (`CONFIG REWRITE`),
+    /// so a restart after a failover keeps the role Sentinel gave it.
+    conf: Vec<String>,
 }
 
 impl RedisServer {
@@ -94,10 +96,10 @@ impl RedisServer {
     /// promoted it may be restarted too.
     pub fn start_replica_of(master_port: u16) -> RedisServer {
         let port = master_port.to_string();
-        RedisServer::start_opts(true, None, &["--replicaof", "127.0.0.1", &port])
+        RedisServer::start_opts(true, None, &[&format!("replicaof 127.0.0.1 {port}")])
     }
 
-    fn start_opts(persistent: bool, tls: Option<crate::tls::Certs>, extra: &[&str]) -> RedisServer {
+    fn start_opts(persistent: bool, tls: Option<crate::tls::Certs>, conf: &[&str]) -> RedisServer {
         let mut tls = tls;
         for _ in 0..10 {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -107,7 +109,7 @@ impl RedisServer {
                 dir,
                 persistent,
                 tls: tls.take(),
-                extra: extra.iter().map(|a| a.to_string()).collect(),
+                conf: conf.iter().map(|a| a.to_string()).collect(),
             };
             if r.spawn() {
                 return r;
@@ -119,7 +121,12 @@ impl RedisServer {
 
     fn spawn(&mut self) -> bool {
         let log = File::create(self.dir.path().join("redis.log")).expect("redis log");
+        let conf = self.dir.path().join("redis.conf");
+        if !conf.exists() {
+            std::fs::write(&conf, self.conf.join("\n") + "\n").expect("write redis.conf");
+        }
         let mut cmd = Command::new("redis-server");
+        cmd.arg(&conf);
         match &self.tls {
             None => cmd.args(["--port", &self.port.to_string()]),
             Some(certs) => {
@@ -142,7 +149,6 @@ impl RedisServer {
             }
         };
         let child = cmd
-            .args(&self.extra)
             .args(["--bind", "127.0.0.1", "--save", ""])
             .args([
                 "--appendonly",
@@ -491,13 +497,7 @@ impl SentinelNode {
 
     /// The master's port as this Sentinel names it now.
     pub fn master_port(&self) -> Option<u16> {
-        let mut con = self.con()?;
-        let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(SENTINEL_MASTER)
-            .query(&mut con)
-            .ok()?;
-        addr.map(|(_, p)| p)
+        sentinel_master_port(&[self.port])
     }
 
     /// Sentinels and replicas this node knows of.
@@ -520,6 +520,22 @@ impl Drop for SentinelNode {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The master's port as the first answering Sentinel on one of `ports`
+/// names it (a real server finds the master this way too).
+pub fn sentinel_master_port(ports: &[u16]) -> Option<u16> {
+    ports.iter().find_map(|p| {
+        let c = redis::Client::open(format!("redis://127.0.0.1:{p}/")).ok()?;
+        let mut con = c.get_connection_with_timeout(Duration::from_millis(500)).ok()?;
+        con.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(SENTINEL_MASTER)
+            .query(&mut con)
+            .ok()?;
+        addr.map(|(_, port)| port)
+    })
 }
 
 /// Whether a replica's link to its master is up.

@@ -249,17 +249,23 @@ impl Store {
     }
 
     /// In one script: pushes a dead letter, trims the list to the newest
-    /// entries and removes the item from its processing list, so an item is
-    /// never both dead-lettered and still pending.
-    pub fn dead_letter(&mut self, json: &str, processing: &str, raw: &[u8]) -> Result<()> {
+    /// entries, removes the item from its processing list (so an item is
+    /// never both dead-lettered and still pending) and, when the item had
+    /// an id, writes its receipt (`receipt`: the receipt's JSON).
+    pub fn dead_letter(
+        &mut self,
+        json: &str,
+        processing: &str,
+        raw: &[u8],
+        receipt: Option<(&str, &str)>,
+    ) -> Result<()> {
         self.with(|con, me| {
-            me.dead_letter
-                .key(contract::DEAD)
-                .key(processing)
-                .arg(json)
-                .arg(contract::DEAD_MAX)
-                .arg(raw)
-                .invoke::<i64>(con)?;
+            let mut call = me.dead_letter.prepare_invoke();
+            call.key(contract::DEAD).key(processing).arg(json).arg(contract::DEAD_MAX).arg(raw);
+            if let Some((id, receipt)) = receipt {
+                call.key(contract::receipt_key(id)).arg(receipt).arg(contract::RECEIPT_TTL);
+            }
+            call.invoke::<i64>(con)?;
             Ok(())
         })
     }

@@ -30,9 +30,11 @@ use std::sync::{Arc, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::bridge::contract::Outbound as Item;
+use crate::bridge::contract::{self, Outbound as Item};
 use crate::bridge::store::Store;
+use crate::clock::now_ms;
 use crate::feishu::api::{Api, AppCreds};
+use crate::metrics;
 use crate::panics;
 use crate::render::Limits;
 use board::Board;
@@ -71,6 +73,25 @@ pub struct Job {
     item: Item,
     /// When it was taken: the start of its retry window.
     since: Instant,
+}
+
+/// Dead-letters `raw` from `processing` with `reason`, counted, and writes
+/// its receipt when it has an id; `false` when Redis did not take it (the
+/// item stays in the processing list and is offered again).
+fn bury(store: &mut Store, processing: &str, raw: &[u8], reason: &str) -> bool {
+    metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "dead_letter")]);
+    let now = now_ms();
+    let dead = contract::dead_letter_json(reason, raw, now);
+    let ids = contract::item_ids(raw);
+    let receipt = ids.as_ref().map(|(id, channel)| {
+        let irt = serde_json::from_slice::<serde_json::Value>(raw)
+            .ok()
+            .and_then(|v| v.get("in_reply_to").and_then(|r| r.as_str()).map(str::to_owned));
+        let fate = contract::Fate::DeadLettered(reason);
+        (id.as_str(), contract::receipt_json(id, channel, irt.as_deref(), fate, now))
+    });
+    let receipt = receipt.as_ref().map(|(id, json)| (*id, json.as_str()));
+    store.dead_letter(&dead, processing, raw, receipt).is_ok()
 }
 
 /// Items queued on the board, all chats together, before the pop thread waits.

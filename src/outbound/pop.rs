@@ -15,8 +15,7 @@ use super::board::{Board, Entry};
 use super::{Job, Settings};
 use crate::bridge::contract::{self, Kind};
 use crate::bridge::store::{self, Store};
-use crate::clock::{Backoff, now_ms};
-use crate::metrics;
+use crate::clock::Backoff;
 use crate::panics;
 
 /// Items of this instance's processing list that a worker holds (taken
@@ -246,10 +245,8 @@ impl Pop {
                 }
             }
             Err(reason) => {
-                metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "dead_letter")]);
                 log::warn!("outbound: item dead-lettered: {reason}");
-                let dead = contract::dead_letter_json(&reason.to_string(), &raw, now_ms());
-                if self.store.dead_letter(&dead, processing, &raw).is_err() {
+                if !super::bury(&mut self.store, processing, &raw, &reason.to_string()) {
                     log::warn!("outbound: could not dead-letter an item; it stays in {processing}");
                 }
             }

@@ -13,7 +13,7 @@ use super::board::Board;
 use super::pop::InFlight;
 use super::reply::{self, Reply};
 use super::send::{Courier, Undelivered, uuid};
-use super::{ChannelRef, Channels, Job, Settings, typing};
+use super::{ChannelRef, Channels, Job, Settings, bury, typing};
 use crate::bridge::contract::{self, Kind};
 use crate::bridge::store::Store;
 use crate::clock::now_ms;
@@ -54,10 +54,9 @@ impl Worker {
 
     /// Dead-letters the item whose handling panicked.
     fn after_panic(&mut self, raw: &[u8], id: &str, why: &str) {
-        metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "dead_letter")]);
         let reason = format!("internal error while delivering it ({why}); please report this");
-        let dead = contract::dead_letter_json(&reason, raw, now_ms());
-        if self.store.dead_letter(&dead, &self.processing(), raw).is_err() {
+        let processing = self.processing();
+        if !bury(&mut self.store, &processing, raw, &reason) {
             log::warn!("outbound: could not dead-letter item {id}; the sweep offers it again");
         }
         self.in_flight.release(raw);
@@ -85,14 +84,13 @@ impl Worker {
     }
 
     fn dead(&mut self, job: &Job, reason: &Undelivered) {
-        metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "dead_letter")]);
         log::warn!(
             "outbound: item {} for channel {} dead-lettered: {reason}",
             job.item.id,
             job.item.channel_id
         );
-        let dead = contract::dead_letter_json(&reason.to_string(), &job.raw, now_ms());
-        if self.store.dead_letter(&dead, &self.processing(), &job.raw).is_err() {
+        let processing = self.processing();
+        if !bury(&mut self.store, &processing, &job.raw, &reason.to_string()) {
             log::warn!(
                 "outbound: could not dead-letter item {}; it will be tried again",
                 job.item.id
@@ -281,13 +279,23 @@ impl Worker {
                 self.courier.send_parts(&ch, &job, &parts, &job.item.id, 'c')
             }
         };
-        let result = result.map(|ids| {
+        let result = result.inspect(|ids| {
             if let (Some(irt), Some(first)) = (&irt, ids.first()) {
                 let _ = reply::record_final(&mut self.store, irt, first);
             }
         });
         match result {
-            Ok(()) => {
+            Ok(ids) => {
+                let receipt = contract::receipt_json(
+                    &job.item.id,
+                    &job.item.channel_id,
+                    job.item.in_reply_to.as_deref(),
+                    contract::Fate::Delivered(&ids),
+                    now_ms(),
+                );
+                // Best effort: the answer is shown either way.
+                let key = contract::receipt_key(&job.item.id);
+                let _ = self.store.set_ex(&key, &receipt, contract::RECEIPT_TTL);
                 metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "delivered")]);
                 log::info!(
                     "outbound: item {} delivered to {} ({} chat)",

@@ -11,6 +11,8 @@ mod architecture;
 mod channels;
 /// The operator commands (`check`, `status`, `channel`).
 mod cli;
+/// The contract as a server developer implements it: schemas, receipts, the reference server, env tables.
+mod contract;
 /// Hung apps and chats, panicking threads: isolation and supervision.
 mod faults;
 /// Honest health: Redis troubles named, /healthz under refusals and slow clients.

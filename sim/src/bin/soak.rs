@@ -11,7 +11,8 @@
 use feishu_sim::events::MessageEvent;
 use feishu_sim::harness::{
     BlackHole, Gateway, RedisServer, SENTINEL_MASTER, SentinelNode, answer, channel, dead_letters,
-    llen, put_channel, put_raw_channel, replica_linked, rss_kib, threads, wait_for,
+    llen, put_channel, put_raw_channel, replica_linked, rss_kib, sentinel_master_port, threads,
+    wait_for,
 };
 use feishu_sim::{Fault, Route, Sim, SimOptions, rand_u64};
 use std::collections::{HashMap, HashSet};
@@ -40,21 +41,6 @@ fn app(i: usize) -> String {
 
 fn pick(n: usize) -> usize {
     (rand_u64() % n as u64) as usize
-}
-
-/// The port of the master the Sentinels name now.
-fn master_port(sentinels: &[u16]) -> Option<u16> {
-    sentinels.iter().find_map(|p| {
-        let c = redis::Client::open(format!("redis://127.0.0.1:{p}/")).ok()?;
-        let mut con = c.get_connection_with_timeout(Duration::from_millis(500)).ok()?;
-        con.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-        let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(SENTINEL_MASTER)
-            .query(&mut con)
-            .ok()?;
-        addr.map(|(_, port)| port)
-    })
 }
 
 struct Replica {
@@ -86,7 +72,7 @@ fn main() -> ExitCode {
         ..SimOptions::default()
     }));
     let master = |servers: &[RedisServer; 2]| {
-        let port = master_port(&sentinel_ports).expect("a Sentinel answers");
+        let port = sentinel_master_port(&sentinel_ports).expect("a Sentinel answers");
         servers.iter().position(|r| r.port == port).expect("the master is one of ours")
     };
     let mut con = servers[0].con();
@@ -169,7 +155,7 @@ fn main() -> ExitCode {
                     Some(c) => c,
                     None => {
                         // A real server follows the master through Sentinel too.
-                        con = master_port(&ports)
+                        con = sentinel_master_port(&ports)
                             .and_then(|p| {
                                 redis::Client::open(format!("redis://127.0.0.1:{p}/0")).ok()
                             })

@@ -14,8 +14,8 @@ use std::fmt;
 pub use config::{NewChannel, channel_config_json, field_name, parse_channel_config};
 pub use inbound::{hint_item, inbound_id, inbound_item};
 pub use outbound::{
-    APOLOGY, Kind, Outbound, dead_letter_json, escape_bytes, parse_outbound, parse_outbound_bytes,
-    short_hash,
+    APOLOGY, Fate, Kind, Outbound, dead_letter_json, escape_bytes, item_ids, parse_outbound,
+    parse_outbound_bytes, receipt_json, short_hash,
 };
 pub use status::{State, Status, heartbeat_json, status_json};
 
@@ -72,6 +72,14 @@ pub fn fingerprint_key(app_id: &str, m: &crate::feishu::event::Message) -> Strin
 pub fn status_key(channel_id: &str) -> String {
     format!("at:channel:status:feishu:{channel_id}")
 }
+
+/// The delivery receipt of an outbound item (`receipt_json`, EX [`RECEIPT_TTL`]).
+pub fn receipt_key(item_id: &str) -> String {
+    format!("at:channel:receipt:feishu:{item_id}")
+}
+
+/// How long a delivery receipt is kept.
+pub const RECEIPT_TTL: u64 = 86_400;
 
 /// A key `check` and `status` write (10 s) to prove Redis takes writes.
 pub fn probe_key(instance_id: &str) -> String {

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Invalid, VERSION, shown};
+use crate::feishu::event::{MAX_FEISHU_ID, is_feishu_id};
 
 /// How an outbound item is meant to be shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +80,6 @@ struct RawContent {
 struct RawError {
     message: Option<String>,
 }
-
-use crate::feishu::event::{MAX_FEISHU_ID, is_feishu_id};
 
 /// Parses and validates one outbound item; the error is the dead-letter reason.
 pub fn parse_outbound(raw: &str) -> Result<Outbound, Invalid> {
@@ -208,25 +207,74 @@ pub fn short_hash(s: &str) -> String {
 /// Most of an item a dead letter keeps.
 const DEAD_ITEM_MAX: usize = 64 * 1024;
 
-/// A dead letter: why, and the raw item as received. An item that is not
-/// UTF-8 is kept with its invalid bytes escaped (`\xff`, and
-/// `"item_escaped": true`); one over 64 KiB is cut there
-/// (`"item_bytes"` says how long it was).
+/// A dead letter (`docs/schema/dead-letter.schema.json`): why, and the raw
+/// item as received. An item that is not UTF-8 is kept with its invalid
+/// bytes escaped (`\xff`, and `"item_escaped": true`); one over 64 KiB is
+/// cut there (`"item_bytes"` says how long it was). `id` when it had one.
 pub fn dead_letter_json(reason: &str, raw: &[u8], now_ms: u64) -> String {
     let kept = &raw[..raw.len().min(DEAD_ITEM_MAX)];
+    let head = |item: &str| json!({ "schema": "at.channel.outbound.dead", "v": VERSION, "ts": now_ms, "reason": reason, "item": item });
     let mut v = match std::str::from_utf8(kept) {
-        Ok(text) => json!({ "ts": now_ms, "reason": reason, "item": text }),
+        Ok(text) => head(text),
         // A cut inside a character is not an invalid item: keep the valid part.
         Err(e) if raw.len() > DEAD_ITEM_MAX && e.error_len().is_none() => {
-            let text = std::str::from_utf8(&kept[..e.valid_up_to()]).unwrap_or_default();
-            json!({ "ts": now_ms, "reason": reason, "item": text })
+            head(std::str::from_utf8(&kept[..e.valid_up_to()]).unwrap_or_default())
         }
         Err(_) => {
-            json!({ "ts": now_ms, "reason": reason, "item": escape_bytes(kept), "item_escaped": true })
+            let mut v = head(&escape_bytes(kept));
+            v["item_escaped"] = json!(true);
+            v
         }
     };
     if raw.len() > DEAD_ITEM_MAX {
         v["item_bytes"] = json!(raw.len());
+    }
+    if let Some((id, _)) = item_ids(raw) {
+        v["id"] = json!(id);
+    }
+    v.to_string()
+}
+
+/// The `id` and `channel_id` of an item, read leniently (also from one
+/// that does not parse as an outbound item), when `id` is usable as a key.
+pub fn item_ids(raw: &[u8]) -> Option<(String, String)> {
+    let v: Value = serde_json::from_slice(raw).ok()?;
+    let id = v.get("id")?.as_str().filter(|id| {
+        !id.trim().is_empty() && id.chars().count() <= 64 && !id.chars().any(char::is_control)
+    })?;
+    let channel = v.get("channel_id").and_then(Value::as_str).unwrap_or_default();
+    Some((id.to_owned(), channel.chars().take(128).collect()))
+}
+
+/// What became of a final outbound item.
+pub enum Fate<'a> {
+    /// Shown in Feishu as these messages (the first is the answer's).
+    Delivered(&'a [String]),
+    /// Dead-lettered, with the dead letter's reason.
+    DeadLettered(&'a str),
+}
+
+/// A delivery receipt (`docs/schema/receipt.schema.json`).
+pub fn receipt_json(
+    id: &str,
+    channel_id: &str,
+    in_reply_to: Option<&str>,
+    fate: Fate,
+    now_ms: u64,
+) -> String {
+    let mut v = json!({
+        "schema": "at.channel.receipt", "v": VERSION, "ts": now_ms,
+        "id": id, "channel_id": channel_id, "in_reply_to": in_reply_to,
+    });
+    match fate {
+        Fate::Delivered(ids) => {
+            v["status"] = json!("delivered");
+            v["message_ids"] = json!(ids);
+        }
+        Fate::DeadLettered(reason) => {
+            v["status"] = json!("dead_lettered");
+            v["reason"] = json!(reason);
+        }
     }
     v.to_string()
 }
