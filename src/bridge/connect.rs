@@ -93,6 +93,31 @@ impl Target {
     }
 }
 
+/// How long a stored question waits for a replica's confirmation (Sentinel).
+const REPLICA_WAIT: Duration = Duration::from_millis(1000);
+
+/// After a write that Feishu will be told is stored (Sentinel mode): waits
+/// until a replica has it (`WAIT 1`), so a failover right after cannot lose
+/// it. Also after a duplicate (the script wrote its markers again, so WAIT
+/// covers the first copy too, whose own delivery was refused). Without a
+/// replica the event is refused (Feishu delivers it again): a master with
+/// no replica may be one being demoted, whose writes the new master never
+/// sees.
+pub fn confirm_replicated(con: &mut Connection) -> RedisResult<()> {
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(REPLICA_WAIT.as_millis() as u64).query(con)?;
+    if acked >= 1 {
+        return Ok(());
+    }
+    Err(redis::RedisError::from((
+        ErrorKind::Io,
+        "not replicated",
+        format!(
+            "no replica confirmed the write within {} ms; refused so that Feishu delivers it again",
+            REPLICA_WAIT.as_millis()
+        ),
+    )))
+}
+
 /// The master's address, from the first Sentinel that knows it.
 fn master_addr(sentinel: &Sentinel) -> RedisResult<(String, u16)> {
     let mut last = redis::RedisError::from((ErrorKind::Io, "no Sentinel answered"));

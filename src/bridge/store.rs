@@ -12,9 +12,6 @@ pub use super::connect::{Connector, Target, target};
 use super::contract;
 pub use super::error::{Problem, RedisError, Result};
 
-/// How long a stored question waits for a replica's confirmation (Sentinel).
-const REPLICA_WAIT: Duration = Duration::from_millis(1000);
-
 /// One lazily connected Redis connection.
 pub struct Store {
     connector: Connector,
@@ -204,21 +201,8 @@ impl Store {
                 call.arg(&item.json);
             }
             let pushed: Vec<i64> = call.invoke(con)?;
-            // With a replica, acknowledged means on two servers: a failover
-            // right after cannot lose a question Feishu was told is stored.
-            if me.replicated && pushed.contains(&1) {
-                let acked: i64 =
-                    redis::cmd("WAIT").arg(1).arg(REPLICA_WAIT.as_millis() as u64).query(con)?;
-                if acked < 1 {
-                    return Err(redis::RedisError::from((
-                        redis::ErrorKind::Io,
-                        "not replicated",
-                        format!(
-                            "no replica confirmed the write within {} ms; refused so that Feishu delivers it again",
-                            REPLICA_WAIT.as_millis()
-                        ),
-                    )));
-                }
+            if me.replicated {
+                super::connect::confirm_replicated(con)?;
             }
             Ok(pushed.into_iter().map(|p| p == 1).collect())
         })

@@ -181,6 +181,17 @@ fn what_the_gateway_and_the_responders_write_is_valid_and_what_the_schema_reject
     all_valid("channel-config", &[cfg, channel("ch_x", "cli_x", "s").to_string()]);
 }
 
+/// An inbound item for `q` as the gateway writes it (for the reference
+/// server's functions).
+fn inbound_item_of(q: &MessageEvent) -> String {
+    json!({
+        "schema": "at.channel.inbound", "v": 1, "id": format!("feishu:{APP}:{}", q.message_id),
+        "channel_id": "ch_r", "question": "问题",
+        "message": {"message_id": q.message_id}, "chat": {"chat_id": q.chat_id},
+    })
+    .to_string()
+}
+
 #[test]
 fn the_reference_server_answers_through_the_real_gateway_and_reads_the_receipt() {
     let (redis, sim, mut con) = world(&[("ch_r", APP, SECRET)]);
@@ -227,9 +238,21 @@ fn the_reference_server_answers_through_the_real_gateway_and_reads_the_receipt()
         server.log()
     );
     assert!(wait_for(SECS(5), || llen(&mut con, "asktable:inbound:processing:ref-1") == 0));
-    // What the reference server wrote is valid too.
-    let answered: Vec<String> = list(&mut con, "at:channel:outbound:feishu:dead");
-    assert!(answered.is_empty(), "{answered:?}");
+    // Nothing it wrote was dead-lettered, and its items are schema-valid.
+    let dead: Vec<String> = list(&mut con, "at:channel:outbound:feishu:dead");
+    assert!(dead.is_empty(), "{dead:?}");
+    let item = inbound_item_of(&questions[0]);
+    let code = format!(
+        "import json, sys; sys.path.insert(0, '{ROOT}/examples/server'); import asktable_server as s; \
+         item = json.loads(sys.argv[1]); print(s.outbound(item, 'p-1', 'progress', 'so far')); \
+         print(s.outbound(item, 'a-1', 'final', s.agent(item['question'])))"
+    );
+    let out = Command::new(python()).args(["-c", &code, &item]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let items: Vec<String> =
+        String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+    assert_eq!(items.len(), 2);
+    all_valid("outbound", &items);
 }
 
 /// Every environment variable the code reads is in the README's table (or,

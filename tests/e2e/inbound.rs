@@ -224,26 +224,53 @@ fn encrypted_event_is_decrypted_with_the_encrypt_key() {
     let push = s.sim.push_event(APP, &wrapped);
     assert!(s.sim.wait_acked(push, SECS(5)));
     assert_eq!(inbound(&mut s.con)[0]["question"], "encrypted question");
-    // Encrypted with another key: acknowledged, logged, not stored.
-    let other =
-        json!({"encrypt": asktable_feishu_gateway::feishu::crypto::encrypt("other", &ev.json())})
-            .to_string();
-    let push = s.sim.push_event(APP, &other);
-    assert!(s.sim.wait_acked(push, SECS(5)));
-    assert!(s.gw.wait_log("cannot decrypt event", SECS(5)));
+    assert_eq!(state(&mut s.con, "ch_1").as_deref(), Some("connected"));
+}
+
+/// Issue 13: an event the channel cannot decrypt was acknowledged and
+/// dropped, so a wrong Encrypt Key lost every message for good. Now it is
+/// refused (500), the status names the Encrypt Key, and once the key is
+/// fixed Feishu's redelivery is stored, once.
+#[test]
+fn an_event_encrypted_with_another_key_is_refused_until_the_key_is_fixed() {
+    let mut cfg = channel("ch_1", APP, SECRET);
+    cfg["encrypt_key"] = json!("the-old-wrong-key");
+    let mut s = setup_with(cfg.clone(), &[]);
+    let ev = MessageEvent::text(APP, "encrypted with the app's real key");
+    let sealed = json!({"encrypt": asktable_feishu_gateway::feishu::crypto::encrypt("the-real-key", &ev.json())});
+    let push = s.sim.push_event(APP, &sealed.to_string());
+    assert!(s.sim.wait_until(SECS(10), |sim| sim.acks(push).len() >= 2), "{}", s.gw.log());
+    assert!(s.sim.acks(push).iter().all(|a| a.code == 500), "acknowledged without being stored");
+    assert!(wait_for(SECS(5), || state(&mut s.con, "ch_1").as_deref() == Some("error")));
+    let st = status(&mut s.con, "ch_1").unwrap();
+    assert_eq!(st["last_error"]["code"], "encrypt_key", "{st}");
+    assert!(st["last_error"]["message"].as_str().unwrap().contains("encrypt_key"), "{st}");
+    assert!(inbound(&mut s.con).is_empty());
+    // The operator fixes the key: the next delivery is stored, once.
+    cfg["encrypt_key"] = json!("the-real-key");
+    put_channel(&mut s.con, "ch_1", &cfg);
+    assert!(s.sim.wait_acked(push, SECS(20)), "{}", s.gw.log());
+    assert!(wait_for(SECS(5), || inbound(&mut s.con).len() == 1));
+    std::thread::sleep(SECS(2));
     assert_eq!(inbound(&mut s.con).len(), 1);
+    assert!(wait_for(SECS(10), || state(&mut s.con, "ch_1").as_deref() == Some("connected")));
+    for secret in ["the-old-wrong-key", "the-real-key"] {
+        assert!(!s.gw.log().contains(secret));
+    }
 }
 
 #[test]
-fn encrypted_event_without_a_key_is_reported() {
+fn encrypted_event_without_a_key_is_refused_and_reported() {
     let mut s = setup();
     let ev = MessageEvent::text(APP, "q");
     let wrapped =
         json!({"encrypt": asktable_feishu_gateway::feishu::crypto::encrypt("k", &ev.json())})
             .to_string();
     let push = s.sim.push_event(APP, &wrapped);
-    assert!(s.sim.wait_acked(push, SECS(5)));
+    assert!(s.sim.wait_until(SECS(10), |sim| !sim.acks(push).is_empty()));
+    assert!(s.sim.acks(push).iter().all(|a| a.code == 500));
     assert!(s.gw.wait_log("channel has no encrypt_key", SECS(2)), "{}", s.gw.log());
+    assert!(wait_for(SECS(5), || state(&mut s.con, "ch_1").as_deref() == Some("error")));
     assert!(inbound(&mut s.con).is_empty());
 }
 
@@ -274,9 +301,11 @@ fn garbage_frames_then_a_good_event() {
     s.sim.send_raw(APP, &[0xff, 0xff, 0xff]);
     s.sim.send_raw(APP, b"");
     s.sim.send_text(APP, "hello?");
-    // A data frame whose payload is not JSON.
+    // A data frame whose payload is not JSON: refused (Feishu's schedule
+    // bounds its redeliveries), counted, and nothing else is affected.
     let bad_json = s.sim.push_event(APP, "{this is not json");
-    assert!(s.sim.wait_acked(bad_json, SECS(5)));
+    assert!(s.sim.wait_until(SECS(5), |sim| !sim.acks(bad_json).is_empty()));
+    assert!(s.sim.acks(bad_json).iter().all(|a| a.code == 500));
     let good = s.sim.push_event(APP, &MessageEvent::text(APP, "still alive?").json());
     assert!(s.sim.wait_acked(good, SECS(5)), "{}", s.gw.log());
     assert_eq!(inbound(&mut s.con).len(), 1);

@@ -4,7 +4,8 @@
 //! builds the frame Feishu expects back; the session writes them.
 //!
 //! The rule the gateway lives by: 200 only for an event that was stored
-//! (or needs nothing stored); 500 otherwise, so Feishu delivers it again.
+//! (or deliberately needs nothing stored); 500 otherwise, so Feishu
+//! delivers it again.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,11 @@ pub enum Work {
     Hint(event::NonText),
     /// Nothing: acknowledge with 200. The outcome label for metrics.
     Skip(&'static str),
+    /// Cannot be understood now (no or a wrong Encrypt Key, a payload that
+    /// does not parse): 500, so Feishu delivers it again, a bounded number
+    /// of times (its schedule: 15 s, 5 min, 1 h, 6 h), and an event stored
+    /// once the key is fixed is not lost. The outcome label for metrics.
+    Refuse(&'static str),
 }
 
 /// The questions among `pending`, in order (what one store call takes).
@@ -63,6 +69,7 @@ pub fn plan<'a>(
             Work::Hint(m) if queue_hint(m) => (200, "unsupported"),
             Work::Hint(_) => (500, "not_stored"),
             Work::Skip(outcome) => (200, *outcome),
+            Work::Refuse(outcome) => (500, *outcome),
         })
         .collect()
 }

@@ -189,6 +189,7 @@ pub fn run(
                     tag: &tag,
                     bot_open_id: bot_open_id.as_deref(),
                     seen_reported: None,
+                    refusing: false,
                 };
                 match conn.read_loop(opened) {
                     End::Stopped => return,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tungstenite::Message as WsMessage;
 
 use super::super::endpoint::ClientConfig;
-use super::super::event::{self, Outcome};
+use super::super::event::{self, EventError, Outcome};
 use super::super::frame::{Frame, METHOD_CONTROL, METHOD_DATA};
 use super::super::reassembly::{Limits, Reassembler};
 use super::ack::{self, Pending, Work};
@@ -36,6 +36,9 @@ pub struct Conn<'a> {
     pub bot_open_id: Option<&'a str>,
     /// When `EventSeen` was last reported (at most once a second).
     pub seen_reported: Option<Instant>,
+    /// Events are being refused because they cannot be decrypted (the
+    /// channel's state says `error` until one decrypts again).
+    pub refusing: bool,
 }
 
 impl Conn<'_> {
@@ -191,7 +194,15 @@ impl Conn<'_> {
             verification_token: self.session.verification_token.expose(),
         };
         let tag = self.tag;
-        match event::parse(payload, &ctx) {
+        let parsed = event::parse(payload, &ctx);
+        drop(routing);
+        let key_trouble = matches!(parsed, Err(EventError::NoEncryptKey | EventError::Decrypt(_)));
+        if self.refusing && !key_trouble {
+            self.refusing = false;
+            log::info!("{tag} events decrypt again; connected");
+            (self.report)(Update::Connected);
+        }
+        match parsed {
             Ok(Outcome::Message(msg)) => Work::Question(msg),
             Ok(Outcome::NonText(m)) => {
                 log::info!(
@@ -218,9 +229,21 @@ impl Conn<'_> {
                 log::debug!("{tag} event {event_id} skipped: {}", reason.as_str());
                 Work::Skip(if reason == event::Skip::Stale { "stale" } else { "filtered" })
             }
+            Err(e @ (EventError::NoEncryptKey | EventError::Decrypt(_))) => {
+                log::warn!("{tag} {e}; refused (500), Feishu will deliver it again");
+                if !self.refusing {
+                    self.refusing = true;
+                    (self.report)(Update::Error(LastError::new("encrypt_key", e.to_string())));
+                }
+                Work::Refuse("undecryptable")
+            }
             Err(e) => {
-                log::warn!("{tag} {e}; acknowledged and dropped");
-                Work::Skip("invalid")
+                // It will not parse the next time either: Feishu's own
+                // schedule bounds the redeliveries; counted as "malformed".
+                log::warn!(
+                    "{tag} {e}; refused (500): Feishu redelivers it a few times, then gives up"
+                );
+                Work::Refuse("malformed")
             }
         }
     }
