@@ -227,9 +227,14 @@ impl Store {
         self.with(|con, _| redis::cmd("LREM").arg(list).arg(1).arg(item).query(con))
     }
 
-    /// `LRANGE list 0 -1`, as bytes.
-    pub fn lrange(&mut self, list: &str) -> Result<Vec<Vec<u8>>> {
-        self.with(|con, _| redis::cmd("LRANGE").arg(list).arg(0).arg(-1).query(con))
+    /// `LRANGE list start stop`, as bytes.
+    pub fn lrange(&mut self, list: &str, start: i64, stop: i64) -> Result<Vec<Vec<u8>>> {
+        self.with(|con, _| redis::cmd("LRANGE").arg(list).arg(start).arg(stop).query(con))
+    }
+
+    /// `LINDEX list i`, as bytes.
+    pub fn lindex(&mut self, list: &str, i: i64) -> Result<Option<Vec<u8>>> {
+        self.with(|con, _| redis::cmd("LINDEX").arg(list).arg(i).query(con))
     }
 
     /// In one script: pushes a dead letter, trims the list to the newest

@@ -7,6 +7,7 @@ use serde_json::Value;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::server::{self, ServerSide};
 use super::{store, table};
 use crate::bridge::contract;
 use crate::config::Config;
@@ -217,6 +218,31 @@ pub fn check(cfg: Result<Config, crate::config::ConfigError>) -> ExitCode {
                 "no status key",
                 "is a gateway running for this Redis?",
             )),
+        }
+    }
+    // The other side of Redis: does AskTable Server read and answer?
+    match ServerSide::read(&mut st) {
+        Ok(side) => {
+            lines.push(line(
+                side.reading(),
+                "AskTable Server",
+                side.inbound_line(),
+                "compare REDIS_URL of AskTable Server and of this gateway: both must name the same Redis and database",
+            ));
+            lines.push(line(
+                side.dead_last_hour.is_empty(),
+                "answers",
+                side.dead_line(),
+                "read the reasons: LRANGE at:channel:outbound:feishu:dead 0 9",
+            ));
+        }
+        Err(e) => lines.push(line(false, "AskTable Server", e.to_string(), "")),
+    }
+    for (id, raw) in &configs {
+        if contract::parse_channel_config(id, raw).is_ok_and(|c| c.enabled)
+            && let Some(last) = server::last_answer(&mut st, id)
+        {
+            lines.push(line(true, format!("{id}: answers"), last, ""));
         }
     }
     report(&lines)

@@ -6,6 +6,7 @@
 
 mod channel;
 mod check;
+mod server;
 mod status;
 
 use std::process::ExitCode;

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 use std::process::ExitCode;
 
+use super::server::ServerSide;
 use super::{fail, store, table, utc};
 use crate::bridge::contract;
 use crate::config::Config;
@@ -76,9 +77,18 @@ pub fn status(cfg: &Config, args: &[String]) -> ExitCode {
         }
         rows.push(row);
     }
+    for row in rows.iter_mut() {
+        let id = row["channel_id"].as_str().unwrap_or_default().to_owned();
+        let at = st.get(&contract::last_answer_key(&id)).ok().flatten();
+        row["last_answer_at"] = json!(at.and_then(|v| v.parse::<u64>().ok()));
+    }
     if as_json {
         println!("{}", Value::Array(rows));
         return ExitCode::SUCCESS;
+    }
+    if let Ok(side) = ServerSide::read(&mut st) {
+        println!("inbound: {}", side.inbound_line());
+        println!("answers: {}\n", side.dead_line());
     }
     let when = |v: &Value| v.as_u64().map(utc).unwrap_or_else(|| "-".into());
     let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
@@ -95,6 +105,7 @@ pub fn status(cfg: &Config, args: &[String]) -> ExitCode {
                 text(&r["state"]),
                 when(&r["since"]),
                 when(&r["last_event_at"]),
+                when(&r["last_answer_at"]),
                 err,
                 text(&r["instance_id"]),
             ]
@@ -110,6 +121,7 @@ pub fn status(cfg: &Config, args: &[String]) -> ExitCode {
                 "STATE",
                 "SINCE (UTC)",
                 "LAST EVENT (UTC)",
+                "LAST ANSWER (UTC)",
                 "LAST ERROR",
                 "INSTANCE",
             ],

@@ -181,7 +181,7 @@ impl Pop {
     /// to the workers (see [`InFlight`]).
     fn sweep(&mut self, own: &str) -> store::Result<()> {
         let store = &mut self.store;
-        let orphans = self.in_flight.orphans_in(|| store.lrange(own))?;
+        let orphans = self.in_flight.orphans_in(|| store.lrange(own, 0, -1))?;
         self.sweep_due = false;
         if !orphans.is_empty() {
             log::info!(

@@ -296,6 +296,8 @@ impl Worker {
                 // Best effort: the answer is shown either way.
                 let key = contract::receipt_key(&job.item.id);
                 let _ = self.store.set_ex(&key, &receipt, contract::RECEIPT_TTL);
+                let last = contract::last_answer_key(&job.item.channel_id);
+                let _ = self.store.set_ex(&last, &now_ms().to_string(), 7 * contract::RECEIPT_TTL);
                 metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "delivered")]);
                 log::info!(
                     "outbound: item {} delivered to {} ({} chat)",

@@ -2,7 +2,7 @@
 
 use crate::support;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use support::*;
@@ -194,4 +194,52 @@ fn check_and_status_on_a_good_and_a_broken_setup() {
     let env = run(&url, None, &["check"], &[("STATUS_TTL", "x")], "");
     assert_eq!(env.status.code(), Some(1));
     assert!(text(&env).contains("invalid STATUS_TTL"));
+}
+
+/// Issue 13, item 3: `check` and `status` tell whether AskTable Server is
+/// on the other side of this Redis (questions waiting, the oldest's age)
+/// and whether answers flow back (last answer per channel, dead letters).
+#[test]
+fn check_and_status_tell_whether_asktable_server_reads_and_answers() {
+    let (redis, sim, mut con) = world(&[("ch_srv", APP, SECRET)]);
+    let url = redis.url();
+    let gw = start_gateway(&url, &sim, "gw-srv", &[("TYPING_REACTION", "")]);
+    assert!(sim.wait_connections(APP, 1, SECS(10)));
+    // Nothing waits yet, nothing answered: no complaint about the server.
+    let out = text(&run(&url, Some(&sim), &["check"], &[], ""));
+    assert!(out.contains("✔  AskTable Server") && out.contains("no question waiting"), "{out}");
+    // Questions nobody takes, the oldest 12 minutes old.
+    let old = feishu_sim::now_ms() - 12 * 60_000;
+    for i in 0..3 {
+        let item = json!({"schema": "at.channel.inbound", "v": 1, "id": format!("feishu:{APP}:om_{i}"), "ts": old + i});
+        redis::cmd("LPUSH")
+            .arg("at:channel:inbound")
+            .arg(item.to_string())
+            .query::<()>(&mut con)
+            .unwrap();
+    }
+    let q = MessageEvent::text(APP, "q");
+    assert!(sim.wait_acked(sim.push_event(APP, &q.json()), SECS(5)));
+    let out = text(&run(&url, Some(&sim), &["check"], &[], ""));
+    assert!(
+        out.contains("4 question(s) waiting, the oldest 12 minutes: AskTable Server is not reading this Redis")
+            && out.contains("compare REDIS_URL"),
+        "{out}"
+    );
+    // An answer flows back, and a bad one is dead-lettered.
+    push_outbound(&mut con, &answer("srv1", "ch_srv", &q.message_id, &q.chat_id, "a").to_string());
+    push_outbound(&mut con, "{broken");
+    assert!(sim.wait_messages(1, SECS(10)), "{}", gw.log());
+    assert!(wait_for(SECS(5), || dead_letters(&mut con).len() == 1));
+    let out = text(&run(&url, Some(&sim), &["check"], &[], ""));
+    assert!(out.contains("ch_srv: answers") && out.contains("last answer delivered"), "{out}");
+    assert!(out.contains("1 answer(s) dead-lettered in the last hour: invalid JSON"), "{out}");
+    let status = text(&run(&url, Some(&sim), &["status"], &[], ""));
+    assert!(
+        status.contains("inbound: 4 question(s) waiting") && status.contains("LAST ANSWER"),
+        "{status}"
+    );
+    let json_rows: Value =
+        serde_json::from_str(&text(&run(&url, None, &["status", "--json"], &[], ""))).unwrap();
+    assert!(json_rows[0]["last_answer_at"].as_u64().is_some(), "{json_rows}");
 }

@@ -78,6 +78,12 @@ pub fn receipt_key(item_id: &str) -> String {
     format!("at:channel:receipt:feishu:{item_id}")
 }
 
+/// When a channel's last answer was delivered (ms since the epoch; EX
+/// [`RECEIPT_TTL`] × 7), for `check` and `status`.
+pub fn last_answer_key(channel_id: &str) -> String {
+    format!("at:channel:answered:feishu:{channel_id}")
+}
+
 /// How long a delivery receipt is kept.
 pub const RECEIPT_TTL: u64 = 86_400;
 
