@@ -1,8 +1,8 @@
 """Validates contract v1 values against the JSON Schemas in this folder.
 
-Usage: python validate.py <name>   (outbound, inbound, status, heartbeat,
-dead-letter, receipt, channel-config); one JSON document per line on stdin,
-one answer per line on stdout: "ok" or "invalid: <why>". Needs `jsonschema`
+Usage: python validate.py <name> [file]   (outbound, inbound, status,
+heartbeat, dead-letter, receipt, channel-config); one JSON document per line
+in the file (default: stdin), one answer per line on stdout: "ok" or "invalid: <why>". Needs `jsonschema`
 (4.18 or newer). The tests in tests/e2e/contract.rs run it.
 """
 import json
@@ -25,7 +25,8 @@ def validator(name):
 
 def main():
     v = validator(sys.argv[1])
-    for line in sys.stdin:
+    lines = open(sys.argv[2], encoding="utf-8") if len(sys.argv) > 2 else sys.stdin
+    for line in lines:
         if not line.strip():
             continue
         try:

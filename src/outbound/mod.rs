@@ -82,15 +82,13 @@ fn bury(store: &mut Store, processing: &str, raw: &[u8], reason: &str) -> bool {
     metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "dead_letter")]);
     let now = now_ms();
     let dead = contract::dead_letter_json(reason, raw, now);
-    let ids = contract::item_ids(raw);
-    let receipt = ids.as_ref().map(|(id, channel)| {
-        let irt = serde_json::from_slice::<serde_json::Value>(raw)
-            .ok()
-            .and_then(|v| v.get("in_reply_to").and_then(|r| r.as_str()).map(str::to_owned));
+    let receipt = contract::item_ids(raw).map(|ids| {
         let fate = contract::Fate::DeadLettered(reason);
-        (id.as_str(), contract::receipt_json(id, channel, irt.as_deref(), fate, now))
+        let json =
+            contract::receipt_json(&ids.id, &ids.channel_id, ids.in_reply_to.as_deref(), fate, now);
+        (ids.id, json)
     });
-    let receipt = receipt.as_ref().map(|(id, json)| (*id, json.as_str()));
+    let receipt = receipt.as_ref().map(|(id, json)| (id.as_str(), json.as_str()));
     store.dead_letter(&dead, processing, raw, receipt).is_ok()
 }
 

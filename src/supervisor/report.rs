@@ -126,12 +126,8 @@ impl Supervisor {
             return;
         }
         let states: Vec<State> = self.channels.values().map(|c| c.state).collect();
-        let problem = if self.redis_seen || !self.redis_failing.is_empty() {
-            self.redis_problem()
-        } else {
-            None
-        };
-        systemd::notify(&status_line(&states, problem.as_deref()));
+        // Ready means the config was read: "not connected yet" cannot show.
+        systemd::notify(&status_line(&states, self.redis_problem().as_deref()));
     }
 
     /// Writes this instance's heartbeat key.

@@ -10,7 +10,7 @@ use crate::support;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use support::*;
 
 const APP: &str = "cli_c0ntract000000000a";
@@ -24,21 +24,15 @@ fn python() -> String {
 /// Validates each document against docs/schema/<name>.schema.json: "ok" or
 /// "invalid: …" per document.
 fn validate(name: &str, docs: &[String]) -> Vec<String> {
-    let mut child = Command::new(python())
-        .arg(format!("{ROOT}/docs/schema/validate.py"))
-        .arg(name)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the venv's python (.ci/install-deps installs jsonschema)");
-    let mut stdin = child.stdin.take().unwrap();
+    let mut input = tempfile::NamedTempFile::new().unwrap();
     for d in docs {
         let one_line: Value = serde_json::from_str(d).unwrap_or(Value::String(d.clone()));
-        writeln!(stdin, "{one_line}").unwrap();
+        writeln!(input, "{one_line}").unwrap();
     }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new(python());
+    cmd.arg(format!("{ROOT}/docs/schema/validate.py")).arg(name).arg(input.path());
+    // The venv's python (.ci/install-deps installs jsonschema), bounded.
+    let out = output_within(&mut cmd, SECS(60));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
 }
@@ -247,7 +241,7 @@ fn the_reference_server_answers_through_the_real_gateway_and_reads_the_receipt()
          item = json.loads(sys.argv[1]); print(s.outbound(item, 'p-1', 'progress', 'so far')); \
          print(s.outbound(item, 'a-1', 'final', s.agent(item['question'])))"
     );
-    let out = Command::new(python()).args(["-c", &code, &item]).output().unwrap();
+    let out = output_within(Command::new(python()).args(["-c", &code, &item]), SECS(30));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let items: Vec<String> =
         String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();

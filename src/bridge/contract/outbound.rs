@@ -229,21 +229,34 @@ pub fn dead_letter_json(reason: &str, raw: &[u8], now_ms: u64) -> String {
     if raw.len() > DEAD_ITEM_MAX {
         v["item_bytes"] = json!(raw.len());
     }
-    if let Some((id, _)) = item_ids(raw) {
-        v["id"] = json!(id);
+    if let Some(ids) = item_ids(raw) {
+        v["id"] = json!(ids.id);
     }
     v.to_string()
 }
 
-/// The `id` and `channel_id` of an item, read leniently (also from one
-/// that does not parse as an outbound item), when `id` is usable as a key.
-pub fn item_ids(raw: &[u8]) -> Option<(String, String)> {
+/// What a receipt names of an item.
+pub struct ItemIds {
+    pub id: String,
+    pub channel_id: String,
+    pub in_reply_to: Option<String>,
+}
+
+/// The ids of an item, read leniently (also from one that does not parse
+/// as an outbound item), when its `id` is usable as a key.
+pub fn item_ids(raw: &[u8]) -> Option<ItemIds> {
     let v: Value = serde_json::from_slice(raw).ok()?;
     let id = v.get("id")?.as_str().filter(|id| {
         !id.trim().is_empty() && id.chars().count() <= 64 && !id.chars().any(char::is_control)
     })?;
-    let channel = v.get("channel_id").and_then(Value::as_str).unwrap_or_default();
-    Some((id.to_owned(), channel.chars().take(128).collect()))
+    let text = |k: &str, max: usize| -> Option<String> {
+        Some(v.get(k)?.as_str()?.chars().take(max).collect())
+    };
+    Some(ItemIds {
+        id: id.to_owned(),
+        channel_id: text("channel_id", 128).unwrap_or_default(),
+        in_reply_to: text("in_reply_to", 256),
+    })
 }
 
 /// What became of a final outbound item.
