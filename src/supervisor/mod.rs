@@ -252,8 +252,10 @@ impl Supervisor {
                 self.reload();
             }
             Event::Watch(WatchEvent::Subscribed) => {
-                log::debug!("subscribed to {}", contract::CONFIG_CHANGED);
+                // Logged after the read: a change made after this line is
+                // seen only through an announcement (tests rely on it).
                 self.reload();
+                log::debug!("subscribed to {}", contract::CONFIG_CHANGED);
             }
             Event::Watch(WatchEvent::Lost(e)) => log::debug!("config subscription lost: {e}"),
             Event::Signal(Signal::Reload) => {
