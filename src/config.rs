@@ -33,6 +33,12 @@ pub struct Config {
     pub unsupported_hint: String,
     /// `TYPING_REACTION`, default `Typing`; empty = off.
     pub typing_reaction: String,
+    /// `ANSWER_TIMEOUT`, default 900 s; zero turns it off. A question
+    /// stored and not answered for this long (progress shown restarts the
+    /// wait) is counted, logged, and its user told (`NO_ANSWER_HINT`).
+    pub answer_timeout: Option<Duration>,
+    /// `NO_ANSWER_HINT`; empty = count and log only, nothing in the chat.
+    pub no_answer_hint: String,
     /// `METRICS_ADDR`, default off.
     pub metrics_addr: Option<SocketAddr>,
     /// `REDIS_SENTINELS` (`host:port,host:port,…`) with
@@ -72,6 +78,9 @@ impl std::error::Error for ConfigError {}
 
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 pub const DEFAULT_HINT: &str = "目前仅支持文字消息。Only text messages are supported.";
+
+/// `NO_ANSWER_HINT`'s default.
+pub const DEFAULT_NO_ANSWER_HINT: &str = "AskTable 暂时没有回答这个问题，请稍后再试或联系管理员；如果稍后有回答，会继续发在这里。\nNo answer from AskTable yet: please try again later or ask your administrator. If the answer comes later, it will still appear here.";
 
 impl Config {
     /// Reads the process environment.
@@ -194,6 +203,11 @@ impl Config {
             typing_reaction: get("TYPING_REACTION")
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_else(|| "Typing".into()),
+            answer_timeout: Some(secs("ANSWER_TIMEOUT", 900, 0)?)
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
+            no_answer_hint: get("NO_ANSWER_HINT")
+                .unwrap_or_else(|| DEFAULT_NO_ANSWER_HINT.to_owned()),
             metrics_addr,
         })
     }

@@ -10,7 +10,8 @@
 use crossbeam_channel::Sender;
 
 use crate::bridge::contract;
-use crate::bridge::store::{InboundItem, Store};
+use crate::bridge::questions::{InboundItem, Track};
+use crate::bridge::store::Store;
 use crate::channel::Routing;
 use crate::clock::now_ms;
 use crate::feishu::api::AppCreds;
@@ -23,6 +24,8 @@ use crate::outbound::TypingJob;
 pub struct InboundWriter {
     pub store: Store,
     pub channel_id: String,
+    /// This gateway instance, recorded in each message's trace.
+    pub instance_id: String,
     pub creds: AppCreds,
     pub dedup_ttl: u64,
     /// `UNSUPPORTED_MESSAGE_HINT`; empty = no reply to non-text messages.
@@ -39,6 +42,7 @@ impl InboundStore for InboundWriter {
     ) -> Result<Vec<Stored>, StoreError> {
         let now = now_ms();
         let app_id = &self.creds.app_id;
+        let track = Track { now_ms: now, instance_id: self.instance_id.clone() };
         let items: Vec<InboundItem> = messages
             .iter()
             .map(|m| InboundItem {
@@ -46,12 +50,13 @@ impl InboundStore for InboundWriter {
                     contract::dedup_key(app_id, &m.message_id),
                     contract::fingerprint_key(app_id, m),
                 ],
+                trace: contract::trace_key(&m.message_id),
                 json: contract::inbound_item(&self.channel_id, app_id, routing, m, now),
             })
             .collect();
         let fresh: Vec<Stored> = self
             .store
-            .push_unique(contract::INBOUND, &items, self.dedup_ttl)?
+            .push_unique(contract::INBOUND, &items, self.dedup_ttl, Some(&track))?
             .into_iter()
             .map(|new| if new { Stored::New } else { Stored::Duplicate })
             .collect();
@@ -74,10 +79,30 @@ impl InboundStore for InboundWriter {
         }
         let app_id = &self.creds.app_id;
         let json = contract::hint_item(&self.channel_id, app_id, m, &self.hint, now_ms());
-        let item = InboundItem { keys: vec![contract::dedup_key(app_id, &m.message_id)], json };
+        let item = InboundItem {
+            keys: vec![contract::dedup_key(app_id, &m.message_id)],
+            trace: String::new(),
+            json,
+        };
         self.store
-            .push_unique(contract::OUTBOUND, &[item], self.dedup_ttl)
-            .map(|_| ())
-            .map_err(StoreError::from)
+            .push_unique(contract::OUTBOUND, &[item], self.dedup_ttl, None)
+            .map_err(StoreError::from)?;
+        let why = format!("not text ({}): the text-only hint was sent", m.msg_type);
+        self.note_skipped(&m.message_id, &why);
+        Ok(())
+    }
+
+    fn note_skipped(&mut self, message_id: &str, why: &str) {
+        let now = now_ms().to_string();
+        let fields = [
+            ("outcome", "skipped"),
+            ("skipped", why),
+            ("received_at", now.as_str()),
+            ("instance", self.instance_id.as_str()),
+            ("channel", self.channel_id.as_str()),
+        ];
+        if let Err(e) = self.store.trace_note(message_id, &fields) {
+            log::debug!("[{}] trace of {message_id} not written: {e}", self.channel_id);
+        }
     }
 }

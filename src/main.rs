@@ -13,8 +13,15 @@ asktable-feishu-gateway: connects Feishu/Lark bots to AskTable through Redis
 
 Usage:
   asktable-feishu-gateway [run]            run the gateway (the default)
-  asktable-feishu-gateway check            check Redis, channels, Feishu apps and the running gateway
+  asktable-feishu-gateway check [--json] [--chat <chat_id>]
+                                           walk the troubleshooting list: Redis, channels, each Feishu
+                                           app's credentials, permissions, version and events, the
+                                           running gateway, AskTable Server; --chat: is the bot there
   asktable-feishu-gateway status [--json]  show every channel's state
+  asktable-feishu-gateway trace <message_id> [--json]
+                                           where did this Feishu message go (kept 3 days)
+  asktable-feishu-gateway dead list [--json] [N]   the newest N dead letters with their reasons
+  asktable-feishu-gateway dead requeue <id>  put a dead-lettered answer back on the outbound list
   asktable-feishu-gateway channel list     list configured channels (secrets masked)
   asktable-feishu-gateway channel put <channel_id> --app-id <cli_…> [--agent-id ID] [--project-id ID]
                           [--domain feishu|lark|https://…] [--group-policy mention|all] [--disabled]
@@ -32,21 +39,25 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [] | ["run"] => run(),
-        ["check"] => cli::check(Config::from_env()),
-        ["status", ..] | ["channel", ..] => match Config::from_env() {
+        ["check", ..] => cli::check(Config::from_env(), &args[1..]),
+        ["status" | "channel" | "trace" | "dead", ..] => match Config::from_env() {
             Err(e) => {
                 eprintln!("asktable-feishu-gateway: {e}");
                 ExitCode::from(2)
             }
-            Ok(cfg) if args[0] == "status" => cli::status(&cfg, &args[1..]),
-            Ok(cfg) => cli::channel(&cfg, &args[1..]),
+            Ok(cfg) => match args[0].as_str() {
+                "status" => cli::status(&cfg, &args[1..]),
+                "trace" => cli::trace(&cfg, &args[1..]),
+                "dead" => cli::dead(&cfg, &args[1..]),
+                _ => cli::channel(&cfg, &args[1..]),
+            },
         },
         ["--version" | "-V" | "version"] => {
-            println!("asktable-feishu-gateway {}", env!("CARGO_PKG_VERSION"));
+            cli::write_out(format_args!("asktable-feishu-gateway {}\n", env!("CARGO_PKG_VERSION")));
             ExitCode::SUCCESS
         }
         ["--help" | "-h" | "help"] => {
-            print!("{USAGE}");
+            cli::write_out(format_args!("{USAGE}"));
             ExitCode::SUCCESS
         }
         other => {

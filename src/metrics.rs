@@ -38,6 +38,8 @@ pub const TOKEN_REFRESHES: &str = "feishu_gateway_token_refreshes_total";
 pub const QUEUE_LENGTH: &str = "feishu_gateway_queue_length";
 /// Counter: panics caught in long-lived threads, each followed by a restart (label `thread`).
 pub const THREAD_RESTARTS: &str = "feishu_gateway_thread_restarts_total";
+/// Counter: questions not answered within ANSWER_TIMEOUT (label `channel`).
+pub const UNANSWERED: &str = "feishu_gateway_unanswered_questions_total";
 /// Gauge: 1 while the main loop is alive and Redis reachable.
 pub const UP: &str = "feishu_gateway_up";
 
@@ -197,6 +199,7 @@ const HELP: &[(&str, &str, &str)] = &[
     (TOKEN_REFRESHES, "counter", "tenant tokens fetched"),
     (QUEUE_LENGTH, "gauge", "length of the Redis lists"),
     (THREAD_RESTARTS, "counter", "panics caught in long-lived threads, each followed by a restart"),
+    (UNANSWERED, "counter", "questions not answered within ANSWER_TIMEOUT"),
     (UP, "gauge", "1 while the main loop is alive and Redis reachable"),
 ];
 

@@ -12,6 +12,7 @@
 //! Faults are injected through methods: abrupt close, silent connection,
 //! garbage frames, wrong secrets, connection limits.
 
+pub mod console;
 mod dispatch;
 pub mod events;
 pub mod harness;
@@ -165,9 +166,18 @@ impl Sim {
             secret: secret.into(),
             bot_open_id: bot_open_id.clone(),
             bot_name: format!("Bot {app_id}"),
+            console: console::Console::default(),
         };
         self.inner.lock().apps.insert(app_id.into(), app);
         bot_open_id
+    }
+
+    /// Changes what the developer console and the tenant admin decided for
+    /// an app (scopes, version, events, the chats its bot is in).
+    pub fn console(&self, app_id: &str, change: impl FnOnce(&mut console::Console)) {
+        if let Some(app) = self.inner.lock().apps.get_mut(app_id) {
+            change(&mut app.console);
+        }
     }
 
     /// Changes an app's secret (as an operator would in the console).

@@ -25,6 +25,12 @@ pub(crate) fn rest(inner: &Inner, req: Request) -> Response {
                     200,
                     json!({"code": 1000040345, "msg": "app_id or app_secret is invalid"}),
                 ),
+                // Not a documented code: any non-zero code is a
+                // configuration error to clients (shared/feishu-protocol.md §1.1).
+                Some(app) if !app.console.long_connection => Response::json(
+                    200,
+                    json!({"code": 1000040347, "msg": "the app does not receive events through the long connection"}),
+                ),
                 Some(_) => {
                     let (ticket, access_key) = (rand_hex(32), rand_hex(32));
                     st.tickets.insert(ticket.clone(), app_id);
@@ -65,6 +71,40 @@ pub(crate) fn rest(inner: &Inner, req: Request) -> Response {
                     json!({"code": 0, "msg": "ok", "bot": {"activate_status": 2, "app_name": app.bot_name,
                            "avatar_url": "", "ip_white_list": [], "open_id": app.bot_open_id}}),
                 ),
+                None => invalid_token(),
+            }
+        }
+        ("GET", "/open-apis/application/v6/scopes") => {
+            let st = inner.lock();
+            match bearer_app(&st, &req) {
+                Some(app) => Response::json(200, app.console.scopes_reply()),
+                None => invalid_token(),
+            }
+        }
+        ("GET", path) if path.starts_with("/open-apis/application/v6/applications/") => {
+            let id = path.trim_start_matches("/open-apis/application/v6/applications/");
+            let st = inner.lock();
+            match (bearer_app_id(&st, &req), bearer_app(&st, &req)) {
+                (Some(app_id), Some(app)) if id == app_id || id == "me" => {
+                    Response::json(200, app.console.app_reply(&app_id))
+                }
+                (Some(_), Some(_)) => Response::json(
+                    400,
+                    json!({"code": 99991672, "msg": "no permission for another app"}),
+                ),
+                _ => invalid_token(),
+            }
+        }
+        ("GET", path)
+            if path.starts_with("/open-apis/im/v1/chats/")
+                && path.ends_with("/members/is_in_chat") =>
+        {
+            let chat = path
+                .trim_start_matches("/open-apis/im/v1/chats/")
+                .trim_end_matches("/members/is_in_chat");
+            let st = inner.lock();
+            match bearer_app(&st, &req) {
+                Some(app) => Response::json(200, app.console.in_chat_reply(chat)),
                 None => invalid_token(),
             }
         }

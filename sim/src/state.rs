@@ -18,6 +18,7 @@ pub(crate) struct App {
     pub(crate) secret: String,
     pub(crate) bot_open_id: String,
     pub(crate) bot_name: String,
+    pub(crate) console: crate::console::Console,
 }
 
 pub(crate) enum Cmd {

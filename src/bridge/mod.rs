@@ -6,5 +6,6 @@ mod connect;
 /// Public for tests and fuzz targets (parsers, keys, JSON builders).
 pub mod contract;
 mod error;
+pub(crate) mod questions;
 pub(crate) mod store;
 pub(crate) mod watch;

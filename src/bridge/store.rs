@@ -21,8 +21,8 @@ pub struct Store {
     /// How long a call waits for a connection attempt.
     connect_wait: Duration,
     /// Sentinel mode: a stored question is confirmed by a replica first.
-    replicated: bool,
-    inbound: Script,
+    pub(super) replicated: bool,
+    pub(super) inbound: Script,
     status: Script,
     status_clear: Script,
     typing_done: Script,
@@ -30,6 +30,8 @@ pub struct Store {
     probe: Script,
     dead_letter: Script,
     lengths: Script,
+    pub(super) trace_note: Script,
+    pub(super) unanswered: Script,
 }
 
 impl Store {
@@ -48,6 +50,8 @@ impl Store {
             probe: Script::new(contract::PROBE_SCRIPT),
             dead_letter: Script::new(contract::DEAD_LETTER_SCRIPT),
             lengths: Script::new(contract::LENGTHS_SCRIPT),
+            trace_note: Script::new(contract::TRACE_NOTE_SCRIPT),
+            unanswered: Script::new(contract::UNANSWERED_SCRIPT),
         }
     }
 
@@ -66,7 +70,10 @@ impl Store {
     /// Runs `f` on the connection, connecting first if needed. A failed
     /// call drops the connection so the next one starts afresh; a failed
     /// connection attempt makes calls fail at once for [`HOLD_OFF`].
-    fn with<T>(&mut self, f: impl FnOnce(&mut Connection, &Store) -> RedisResult<T>) -> Result<T> {
+    pub(super) fn with<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection, &Store) -> RedisResult<T>,
+    ) -> Result<T> {
         let mut con = match self.con.take() {
             Some(c) => c,
             None => {
@@ -177,34 +184,6 @@ impl Store {
                 map.into_iter().map(|(k, raw)| (contract::field_name(&k), raw)).collect();
             v.sort_by(|a, b| a.0.cmp(&b.0));
             Ok(v)
-        })
-    }
-
-    /// Dedup and LPUSH of several items onto `list` in one script, in order
-    /// (every item with the same number of dedup keys). Per item `true`
-    /// when newly pushed, `false` when any of its keys was seen before.
-    pub fn push_unique(
-        &mut self,
-        list: &str,
-        items: &[InboundItem],
-        dedup_ttl: u64,
-    ) -> Result<Vec<bool>> {
-        self.with(|con, me| {
-            let mut call = me.inbound.prepare_invoke();
-            for item in items {
-                for key in &item.keys {
-                    call.key(key);
-                }
-            }
-            call.key(list).arg(dedup_ttl);
-            for item in items {
-                call.arg(&item.json);
-            }
-            let pushed: Vec<i64> = call.invoke(con)?;
-            if me.replicated {
-                super::connect::confirm_replicated(con)?;
-            }
-            Ok(pushed.into_iter().map(|p| p == 1).collect())
         })
     }
 
@@ -426,10 +405,4 @@ fn keep_connection<T>(result: &RedisResult<T>) -> bool {
                 || matches!(e.code(), Some("READONLY" | "LOADING" | "MASTERDOWN")))
         }
     }
-}
-
-/// One inbound item to store, with its dedup keys.
-pub struct InboundItem {
-    pub keys: Vec<String>,
-    pub json: String,
 }

@@ -50,7 +50,7 @@ pub fn channel(cfg: &Config, args: &[String]) -> ExitCode {
         Some("rm") => match &args[1..] {
             [id] => match st.remove_config(id) {
                 Ok(true) => {
-                    println!("channel {id} removed");
+                    outln!("channel {id} removed");
                     ExitCode::SUCCESS
                 }
                 Ok(false) => fail(format!("channel rm: no channel {id}")),
@@ -85,22 +85,27 @@ fn list_row(c: &ChannelConfig) -> Vec<String> {
     ]
 }
 
-/// `channel put <id> --app-id ID [options]`; the secret comes from
-/// `FEISHU_APP_SECRET` or the first line of stdin, never from argv.
+/// `channel put <id> [--app-id ID] [options]`; the secret comes from
+/// `FEISHU_APP_SECRET` or the first line of stdin, never from argv. On an
+/// existing channel only what is given changes: every other field (agent,
+/// project, group policy, domain, the other secrets, fields AskTable Server
+/// wrote) is kept, and no secret given keeps the current one.
 fn put(st: &mut Store, args: &[String]) -> Result<ExitCode, ExitCode> {
-    let usage = "usage: channel put <channel_id> --app-id <cli_…> [--agent-id ID] [--project-id ID] \
-                 [--domain feishu|lark|https://…] [--group-policy mention|all] [--disabled]  \
-                 (App Secret from FEISHU_APP_SECRET or stdin; FEISHU_ENCRYPT_KEY, FEISHU_VERIFICATION_TOKEN optional)";
+    let usage = "usage: channel put <channel_id> [--app-id <cli_…>] [--agent-id ID] [--project-id ID] \
+                 [--domain feishu|lark|https://…] [--group-policy mention|all] [--disabled|--enabled]  \
+                 (App Secret from FEISHU_APP_SECRET or stdin; FEISHU_ENCRYPT_KEY, FEISHU_VERIFICATION_TOKEN optional; \
+                 on an existing channel, what is not given is kept)";
     let (id, rest) = args.split_first().ok_or_else(|| fail(usage))?;
     if id.starts_with('-') {
         return Err(fail(usage));
     }
     let mut opt: std::collections::HashMap<&str, &str> = Default::default();
-    let mut enabled = true;
+    let mut enabled = None;
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         match flag.as_str() {
-            "--disabled" => enabled = false,
+            "--disabled" => enabled = Some(false),
+            "--enabled" => enabled = Some(true),
             "--app-id" | "--agent-id" | "--project-id" | "--domain" | "--group-policy" => {
                 let v = it.next().ok_or_else(|| fail(format!("{flag} needs a value")))?;
                 opt.insert(flag.as_str(), v.as_str());
@@ -114,13 +119,44 @@ fn put(st: &mut Store, args: &[String]) -> Result<ExitCode, ExitCode> {
             other => return Err(fail(format!("unknown option {other}\n{usage}"))),
         }
     }
-    let app_id = *opt.get("--app-id").ok_or_else(|| fail(usage))?;
+    let current = match st.read_config(id) {
+        Ok(raw) => raw.and_then(|r| serde_json::from_slice::<serde_json::Value>(&r).ok()),
+        Err(e) => return Err(fail(format!("channel put: cannot read channel {id}: {e}"))),
+    };
+    let mut entry = match current {
+        Some(v @ serde_json::Value::Object(_)) => v,
+        _ => {
+            let app_id = opt.get("--app-id").ok_or_else(|| {
+                fail(format!("channel put: {id} is a new channel: --app-id is required\n{usage}"))
+            })?;
+            let new = NewChannel {
+                channel_id: id,
+                app_id,
+                app_secret: "",
+                encrypt_key: "",
+                verification_token: "",
+                agent_id: None,
+                project_id: None,
+                domain: "feishu",
+                group_policy: "mention",
+                enabled: true,
+            };
+            serde_json::from_str(&contract::channel_config_json(&new, 0)).expect("our own JSON")
+        }
+    };
+    let app_id = opt
+        .get("--app-id")
+        .copied()
+        .map(str::to_owned)
+        .unwrap_or_else(|| entry["app_id"].as_str().unwrap_or_default().to_owned());
+    let has_secret = entry["app_secret"].as_str().is_some_and(|s| !s.is_empty());
     let secret = match std::env::var("FEISHU_APP_SECRET") {
         Ok(s) if !s.is_empty() => s,
         _ => {
             if std::io::stdin().is_terminal() {
                 eprint!(
-                    "App Secret for {app_id} (input is not echoed to the log; end with Enter): "
+                    "App Secret for {app_id}{} (input is not echoed to the log; end with Enter): ",
+                    if has_secret { ", empty keeps the current one" } else { "" }
                 );
             }
             let mut line = String::new();
@@ -131,28 +167,44 @@ fn put(st: &mut Store, args: &[String]) -> Result<ExitCode, ExitCode> {
             line.trim().to_owned()
         }
     };
-    let env = |k: &str| std::env::var(k).unwrap_or_default();
-    let (encrypt_key, verification_token) =
-        (env("FEISHU_ENCRYPT_KEY"), env("FEISHU_VERIFICATION_TOKEN"));
-    let new = NewChannel {
-        channel_id: id,
-        app_id,
-        app_secret: &secret,
-        encrypt_key: &encrypt_key,
-        verification_token: &verification_token,
-        agent_id: opt.get("--agent-id").copied(),
-        project_id: opt.get("--project-id").copied(),
-        domain: opt.get("--domain").copied().unwrap_or("feishu"),
-        group_policy: opt.get("--group-policy").copied().unwrap_or("mention"),
-        enabled,
-    };
-    let json = contract::channel_config_json(&new, crate::clock::now_ms());
-    if let Err(e) = contract::parse_channel_config(id, json.as_bytes()) {
-        return Err(fail(format!("channel put: {e}")));
+    let set = |entry: &mut serde_json::Value, k: &str, v: serde_json::Value| entry[k] = v;
+    set(&mut entry, "app_id", app_id.clone().into());
+    set(&mut entry, "ts", crate::clock::now_ms().into());
+    if !secret.is_empty() {
+        set(&mut entry, "app_secret", secret.into());
+    }
+    for (var, field) in
+        [("FEISHU_ENCRYPT_KEY", "encrypt_key"), ("FEISHU_VERIFICATION_TOKEN", "verification_token")]
+    {
+        if let Ok(v) = std::env::var(var) {
+            set(&mut entry, field, v.into());
+        }
+    }
+    for (flag, field) in [
+        ("--agent-id", "agent_id"),
+        ("--project-id", "project_id"),
+        ("--domain", "domain"),
+        ("--group-policy", "group_policy"),
+    ] {
+        if let Some(v) = opt.get(flag) {
+            set(&mut entry, field, (*v).into());
+        }
+    }
+    if let Some(e) = enabled {
+        set(&mut entry, "enabled", e.into());
+    }
+    let enabled = entry["enabled"].as_bool().unwrap_or(true);
+    let json = entry.to_string();
+    let parsed = contract::parse_channel_config(id, json.as_bytes())
+        .map_err(|e| fail(format!("channel put: {e}")))?;
+    if parsed.app_secret.is_empty() {
+        return Err(fail(
+            "channel put: no App Secret given (set FEISHU_APP_SECRET or write it to stdin)",
+        ));
     }
     match st.put_config(id, &json) {
         Ok(()) => {
-            println!(
+            outln!(
                 "channel {id} saved (app {app_id}, {}); gateways were notified",
                 if enabled { "enabled" } else { "disabled" }
             );

@@ -4,10 +4,24 @@
 //! the same environment as the daemon, and never print a secret.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command line prints
 
+/// `println!` that ends the command quietly (exit 0) when stdout is a
+/// closed pipe (`status | head`) instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))
+    };
+    ($($t:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($t)*)))
+    };
+}
+
 mod channel;
 mod check;
+mod check_app;
+mod dead;
 mod server;
 mod status;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -16,10 +30,26 @@ use crate::config::Config;
 
 pub use channel::channel;
 pub use check::check;
+pub use dead::dead;
 pub use status::status;
+pub use trace::trace;
 
 /// Exit code for bad usage or configuration.
 pub(crate) const USAGE_ERROR: u8 = 2;
+
+/// Writes to stdout; a closed pipe ends the process with status 0 (what
+/// the reader wanted is printed), any other write error with status 1.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("asktable-feishu-gateway: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
 
 pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("asktable-feishu-gateway: {msg}");
@@ -61,7 +91,7 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| format!("{c}{}", " ".repeat(w[i] - width(c))))
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        outln!("{}", s.join("  ").trim_end());
     };
     line(header.to_vec());
     for r in rows {

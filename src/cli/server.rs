@@ -13,12 +13,16 @@ use crate::clock::now_ms;
 pub const STUCK_AFTER_MS: u64 = 60_000;
 
 /// What the server side looks like from Redis.
+#[derive(Default)]
 pub struct ServerSide {
     pub waiting: u64,
     /// Age of the oldest waiting question, when one waits.
     pub oldest_ms: Option<u64>,
     /// Dead letters of the last hour: (when, reason).
     pub dead_last_hour: Vec<(u64, String)>,
+    /// Questions stored and not answered yet, and the age of the oldest.
+    pub pending: u64,
+    pub oldest_pending_ms: Option<u64>,
 }
 
 impl ServerSide {
@@ -38,7 +42,9 @@ impl ServerSide {
             .filter_map(|d| Some((d["ts"].as_u64()?, d["reason"].as_str()?.to_owned())))
             .filter(|(ts, _)| now.saturating_sub(*ts) < 3_600_000)
             .collect();
-        Ok(ServerSide { waiting, oldest_ms, dead_last_hour })
+        let pending = st.pending_count()?;
+        let oldest_pending_ms = st.oldest_pending()?.map(|at| now.saturating_sub(at));
+        Ok(ServerSide { waiting, oldest_ms, dead_last_hour, pending, oldest_pending_ms })
     }
 
     /// Whether AskTable Server looks like it reads this Redis.
@@ -59,6 +65,18 @@ impl ServerSide {
                 self.waiting,
                 ago(age)
             ),
+        }
+    }
+
+    /// One line on the questions waiting for their answer.
+    pub fn pending_line(&self) -> String {
+        match self.oldest_pending_ms {
+            Some(age) if self.pending > 0 => format!(
+                "{} question(s) stored and not answered yet, the oldest {}",
+                self.pending,
+                ago(age)
+            ),
+            _ => "every stored question has been answered".into(),
         }
     }
 
@@ -103,16 +121,15 @@ mod tests {
     #[test]
     fn lines_say_what_the_operator_should_conclude() {
         let stuck =
-            ServerSide { waiting: 37, oldest_ms: Some(12 * 60_000), dead_last_hour: vec![] };
+            ServerSide { waiting: 37, oldest_ms: Some(12 * 60_000), ..ServerSide::default() };
         assert!(!stuck.reading());
         assert_eq!(
             stuck.inbound_line(),
             "37 question(s) waiting, the oldest 12 minutes: AskTable Server is not reading this Redis"
         );
-        let fine = ServerSide { waiting: 2, oldest_ms: Some(3000), dead_last_hour: vec![] };
+        let fine = ServerSide { waiting: 2, oldest_ms: Some(3000), ..ServerSide::default() };
         assert!(fine.reading() && fine.inbound_line().contains("the oldest 3 s"));
-        let idle =
-            ServerSide { waiting: 0, oldest_ms: None, dead_last_hour: vec![(1, "x".into())] };
+        let idle = ServerSide { dead_last_hour: vec![(1, "x".into())], ..ServerSide::default() };
         assert!(idle.reading());
         assert_eq!(idle.dead_line(), "1 answer(s) dead-lettered in the last hour: x");
         assert_eq!(ago(3 * 3_600_000), "3 hours");

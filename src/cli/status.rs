@@ -81,14 +81,19 @@ pub fn status(cfg: &Config, args: &[String]) -> ExitCode {
         let id = row["channel_id"].as_str().unwrap_or_default().to_owned();
         let at = st.get(&contract::last_answer_key(&id)).ok().flatten();
         row["last_answer_at"] = json!(at.and_then(|v| v.parse::<u64>().ok()));
+        row["unanswered"] = match st.unanswered(&id).ok().flatten() {
+            Some((count, last_at)) => json!({"count": count, "last_at": last_at}),
+            None => Value::Null,
+        };
     }
     if as_json {
-        println!("{}", Value::Array(rows));
+        outln!("{}", Value::Array(rows));
         return ExitCode::SUCCESS;
     }
     if let Ok(side) = ServerSide::read(&mut st) {
-        println!("inbound: {}", side.inbound_line());
-        println!("answers: {}\n", side.dead_line());
+        outln!("inbound: {}", side.inbound_line());
+        outln!("pending: {}", side.pending_line());
+        outln!("answers: {}\n", side.dead_line());
     }
     let when = |v: &Value| v.as_u64().map(utc).unwrap_or_else(|| "-".into());
     let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
@@ -106,13 +111,17 @@ pub fn status(cfg: &Config, args: &[String]) -> ExitCode {
                 when(&r["since"]),
                 when(&r["last_event_at"]),
                 when(&r["last_answer_at"]),
+                match r["unanswered"]["count"].as_u64() {
+                    Some(n) => format!("{n} (last {})", when(&r["unanswered"]["last_at"])),
+                    None => "-".into(),
+                },
                 err,
                 text(&r["instance_id"]),
             ]
         })
         .collect();
     if table_rows.is_empty() {
-        println!("no channels configured in {}", contract::CONFIG);
+        outln!("no channels configured in {}", contract::CONFIG);
     } else {
         table(
             &[
@@ -122,6 +131,7 @@ pub fn status(cfg: &Config, args: &[String]) -> ExitCode {
                 "SINCE (UTC)",
                 "LAST EVENT (UTC)",
                 "LAST ANSWER (UTC)",
+                "UNANSWERED",
                 "LAST ERROR",
                 "INSTANCE",
             ],

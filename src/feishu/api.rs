@@ -69,7 +69,7 @@ pub enum Failure {
 /// Refuses an id that would change the URL it goes into (a `/`, `?`, `..`,
 /// …): it comes from Redis (the server's items, the reply and typing keys)
 /// or from Feishu, and neither is trusted with a path.
-fn path_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn path_id(id: &str) -> Result<(), ApiError> {
     if is_feishu_id(id) {
         Ok(())
     } else {

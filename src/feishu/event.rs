@@ -116,7 +116,12 @@ impl Skip {
 pub enum Outcome {
     Message(Box<Message>),
     NonText(NonText),
-    Skipped { event_id: String, reason: Skip },
+    /// Deliberately not stored; `message_id` when the event had one.
+    Skipped {
+        event_id: String,
+        message_id: String,
+        reason: Skip,
+    },
 }
 
 /// A payload that cannot be understood.
@@ -237,10 +242,16 @@ pub fn parse(payload: &[u8], ctx: &Context) -> Result<Outcome, EventError> {
     let env: Envelope =
         serde_json::from_value(value).map_err(|e| malformed(None, e.to_string()))?;
     let (Some("2.0"), Some(header)) = (env.schema.as_deref(), env.header) else {
-        return Ok(Outcome::Skipped { event_id: String::new(), reason: Skip::OtherEvent });
+        return Ok(Outcome::Skipped {
+            event_id: String::new(),
+            message_id: String::new(),
+            reason: Skip::OtherEvent,
+        });
     };
     let event_id = header.event_id;
-    let skip = |reason| Ok(Outcome::Skipped { event_id: event_id.clone(), reason });
+    let skip = |reason| {
+        Ok(Outcome::Skipped { event_id: event_id.clone(), message_id: String::new(), reason })
+    };
     if !ctx.verification_token.is_empty()
         && !header.token.is_empty()
         && header.token != ctx.verification_token
@@ -253,6 +264,13 @@ pub fn parse(payload: &[u8], ctx: &Context) -> Result<Outcome, EventError> {
     let ev: ReceiveEvent = serde_json::from_value(env.event.unwrap_or(Value::Null))
         .map_err(|e| malformed(Some(&event_id), e.to_string()))?;
     let msg = ev.message;
+    let skip = |reason| {
+        Ok(Outcome::Skipped {
+            event_id: event_id.clone(),
+            message_id: msg.message_id.clone(),
+            reason,
+        })
+    };
     if ev.sender.sender_type != "user" {
         return skip(Skip::NotFromUser);
     }
@@ -506,7 +524,11 @@ mod tests {
         );
         assert_eq!(
             parse_v(&v, &ctx()),
-            Outcome::Skipped { event_id: "ev1".into(), reason: Skip::NotMentioned }
+            Outcome::Skipped {
+                event_id: "ev1".into(),
+                message_id: "om_1".into(),
+                reason: Skip::NotMentioned
+            }
         );
         let all = Context { group_policy: GroupPolicy::All, ..ctx() };
         let Outcome::Message(m) = parse_v(&v, &all) else { panic!() };

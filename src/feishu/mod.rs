@@ -9,6 +9,7 @@ pub mod api;
 pub mod conn;
 /// `encrypt`: the simulator-side tests build encrypted events with it.
 pub mod crypto;
+pub(crate) mod diag;
 pub(crate) mod endpoint;
 /// Parsed by the fuzz targets and property tests.
 pub mod event;

@@ -22,6 +22,7 @@ mod pop;
 mod reply;
 mod send;
 mod typing;
+mod unanswered;
 mod worker;
 
 use crossbeam_channel::{Sender, bounded};
@@ -64,6 +65,9 @@ pub struct Settings {
     /// Seconds a heartbeat may be missing before another instance takes over
     /// that instance's processing list.
     pub recover_every: Duration,
+    /// `ANSWER_TIMEOUT` (`None` = off) and `NO_ANSWER_HINT`.
+    pub answer_timeout: Option<Duration>,
+    pub no_answer_hint: String,
 }
 
 /// An item taken from Redis, as a worker sees it.

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::board::{Board, Entry};
+use super::unanswered::Unanswered;
 use super::{Job, Settings};
 use crate::bridge::contract::{self, Kind};
 use crate::bridge::store::{self, Store};
@@ -90,6 +91,8 @@ pub struct Pop {
     own_recovered: bool,
     /// Set when Redis was unreachable: a reply may have been lost.
     sweep_due: bool,
+    /// `ANSWER_TIMEOUT`, when on.
+    unanswered: Option<Unanswered>,
 }
 
 impl Pop {
@@ -100,13 +103,16 @@ impl Pop {
         in_flight: InFlight,
     ) -> Pop {
         Pop {
-            settings,
             store,
             board,
             in_flight,
             redis_ok: None,
             own_recovered: false,
             sweep_due: false,
+            unanswered: settings
+                .answer_timeout
+                .map(|t| Unanswered::new(t, settings.no_answer_hint.clone())),
+            settings,
         }
     }
 
@@ -133,6 +139,11 @@ impl Pop {
                     return;
                 }
                 continue;
+            }
+            if let Some(u) = &mut self.unanswered
+                && let Err(e) = u.look(&mut self.store)
+            {
+                log::debug!("outbound: unanswered questions not checked: {e}");
             }
             // A full board (every chat's items together) waits; one chat never does.
             if !self.board.has_room() {

@@ -86,7 +86,7 @@ impl Courier {
     ) -> Result<T, Undelivered> {
         let window = match job.item.kind {
             Kind::Progress => self.retry_window.min(PROGRESS_RETRY),
-            Kind::Final => self.retry_window,
+            Kind::Final | Kind::Notice => self.retry_window,
         };
         let deadline = job.since + window;
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -105,7 +105,8 @@ impl Courier {
                     }
                     metrics::inc(metrics::OUTBOUND_RETRIES, &[]);
                     log::info!(
-                        "outbound: item {} retrying in {:.1}s: {e}",
+                        "outbound [{}]: item {} retrying in {:.1}s: {e}",
+                        job.item.channel_id,
                         job.item.id,
                         wait.as_secs_f64()
                     );
@@ -153,7 +154,8 @@ impl Courier {
                 }
                 Err(Undelivered::Refused(Failure::TargetGone, e)) if !to_chat => {
                     log::info!(
-                        "outbound: cannot reply to {:?} ({e}); sending to the chat",
+                        "outbound [{}]: cannot reply to {:?} ({e}); sending to the chat",
+                        item.channel_id,
                         item.message_id
                     );
                     to_chat = true;
@@ -163,7 +165,8 @@ impl Courier {
                     if part.msg_type == "interactive" =>
                 {
                     log::warn!(
-                        "outbound: Feishu refused a card for item {} ({e}); sending text instead",
+                        "outbound [{}]: Feishu refused a card for item {} ({e}); sending text instead",
+                        item.channel_id,
                         item.id
                     );
                     let rest: String = parts[i..]

@@ -85,10 +85,16 @@ impl Worker {
 
     fn dead(&mut self, job: &Job, reason: &Undelivered) {
         log::warn!(
-            "outbound: item {} for channel {} dead-lettered: {reason}",
-            job.item.id,
-            job.item.channel_id
+            "outbound [{}]: item {} dead-lettered: {reason}",
+            job.item.channel_id,
+            job.item.id
         );
+        if let Some(question) = &job.item.message_id {
+            let (at, reason) = (now_ms().to_string(), reason.to_string());
+            let fields =
+                [("dead_item", job.item.id.as_str()), ("dead_reason", &reason), ("dead_at", &at)];
+            let _ = self.store.trace_note(question, &fields);
+        }
         let processing = self.processing();
         if !bury(&mut self.store, &processing, &job.raw, &reason.to_string()) {
             log::warn!(
@@ -102,7 +108,7 @@ impl Worker {
     /// Leaves an item in the processing list for later (the pop thread's
     /// sweep hands it out again once Redis answers).
     fn postpone(&mut self, job: &Job, reason: &dyn std::fmt::Display) {
-        log::warn!("outbound: item {} postponed: {reason}", job.item.id);
+        log::warn!("outbound [{}]: item {} postponed: {reason}", job.item.channel_id, job.item.id);
         self.in_flight.release(&job.raw);
     }
 
@@ -110,7 +116,7 @@ impl Worker {
         panics::inject("reply");
         match job.item.kind {
             Kind::Progress => self.progress(job, board),
-            Kind::Final => self.deliver_final(job),
+            Kind::Final | Kind::Notice => self.deliver_final(job),
         }
     }
 
@@ -160,6 +166,9 @@ impl Worker {
                     .send_parts(&ch, &job, &[card], &irt, 'p')
                     .map(|ids| ids.into_iter().next());
                 // Only over our own claim: a final answer may have taken over.
+                if let (Ok(Some(card)), Some(question)) = (&sent, &job.item.message_id) {
+                    let _ = self.store.trace_note(question, &[("progress_card", card)]);
+                }
                 let _ = match &sent {
                     Ok(Some(id)) => reply::record_card(&mut self.store, &irt, id),
                     _ => reply::keep_failed_claim(&mut self.store, &irt),
@@ -175,13 +184,21 @@ impl Worker {
             Ok(shown) => {
                 if shown.is_some() {
                     metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "progress")]);
+                    // AskTable is working on it: ANSWER_TIMEOUT starts again.
+                    if let Some(question) = &job.item.message_id {
+                        let _ = self.store.touch_pending(question, now_ms());
+                    }
                     board.shown(&irt, Instant::now());
                 }
                 self.done(&job.raw);
             }
             // Progress is a preview: a failed update is not worth a dead letter.
             Err(reason) => {
-                log::info!("outbound: progress update {} not shown: {reason}", job.item.id);
+                log::info!(
+                    "outbound [{}]: progress update {} not shown: {reason}",
+                    job.item.channel_id,
+                    job.item.id
+                );
                 self.done(&job.raw);
             }
         }
@@ -235,7 +252,10 @@ impl Worker {
             return self.dead(&job, &reason);
         };
         let limits = self.courier.limits;
-        let irt = job.item.in_reply_to.clone().filter(|_| !job.item.is_error);
+        // An error or a notice is a reply of its own: it neither completes
+        // nor claims the answer's card.
+        let plain = job.item.is_error || job.item.kind == Kind::Notice;
+        let irt = job.item.in_reply_to.clone().filter(|_| !plain);
         // Which card to complete, if a progress card exists (or is being made).
         let mut streamed = None;
         if let Some(irt) = &irt {
@@ -263,15 +283,20 @@ impl Worker {
                         .map(|_| vec![card_id.clone()]),
                     Err(reason) => {
                         log::info!(
-                            "outbound: card {card_id} not updated ({reason}); sending the answer as a new reply"
+                            "outbound [{}]: card {card_id} not updated ({reason}); sending the answer as a new reply",
+                            job.item.channel_id
                         );
                         let parts = render::render(&job.item.text, &job.item.links, &limits);
                         self.courier.send_parts(&ch, &job, &parts, &job.item.id, 'c')
                     }
                 }
             }
+            // An empty notice (NO_ANSWER_HINT off) only ends the typing reaction.
+            None if job.item.kind == Kind::Notice && job.item.text.trim().is_empty() => {
+                Ok(Vec::new())
+            }
             None => {
-                let parts = if job.item.is_error {
+                let parts = if plain {
                     render::texts(&job.item.text, &limits)
                 } else {
                     render::render(&job.item.text, &job.item.links, &limits)
@@ -296,14 +321,14 @@ impl Worker {
                 // Best effort: the answer is shown either way.
                 let key = contract::receipt_key(&job.item.id);
                 let _ = self.store.set_ex(&key, &receipt, contract::RECEIPT_TTL);
-                let last = contract::last_answer_key(&job.item.channel_id);
-                let _ = self.store.set_ex(&last, &now_ms().to_string(), 7 * contract::RECEIPT_TTL);
+                self.note_delivered(&job, ids.first().map_or("", String::as_str));
                 metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "delivered")]);
                 log::info!(
-                    "outbound: item {} delivered to {} ({} chat)",
+                    "outbound [{} {}]: item {} delivered to {}",
+                    job.item.channel_id,
+                    ch.app_id,
                     job.item.id,
                     job.item.message_id.as_deref().or(job.item.chat_id.as_deref()).unwrap_or("?"),
-                    ch.app_id
                 );
                 if let Some(message_id) = &job.item.message_id
                     && !self.settings.typing_reaction.is_empty()
@@ -314,6 +339,29 @@ impl Worker {
                 self.done(&job.raw);
             }
             Err(reason) => self.dead(&job, &reason),
+        }
+    }
+
+    /// Records a delivery (best effort): for an answer the channel's last
+    /// answer, the question's trace, and that it is no longer pending.
+    fn note_delivered(&mut self, job: &Job, shown_as: &str) {
+        let now = now_ms().to_string();
+        if job.item.kind == Kind::Notice {
+            if let Some(question) = &job.item.message_id {
+                let _ = self.store.trace_note(question, &[("notice_delivered_as", shown_as)]);
+            }
+            return;
+        }
+        let last = contract::last_answer_key(&job.item.channel_id);
+        let _ = self.store.set_ex(&last, &now, 7 * contract::RECEIPT_TTL);
+        if let Some(question) = &job.item.message_id {
+            let fields = [
+                ("answered_by", job.item.id.as_str()),
+                ("answered_at", &now),
+                ("delivered_as", shown_as),
+            ];
+            let _ = self.store.trace_note(question, &fields);
+            let _ = self.store.answered(question);
         }
     }
 

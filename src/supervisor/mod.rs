@@ -205,6 +205,8 @@ impl Supervisor {
                 limits: Limits::default(),
                 base_url_override: self.cfg.feishu_base_url.clone(),
                 recover_every: Duration::from_secs(contract::HEARTBEAT_TTL),
+                answer_timeout: self.cfg.answer_timeout,
+                no_answer_hint: self.cfg.no_answer_hint.clone(),
             },
             self.client.clone(),
             self.api.clone(),
@@ -218,6 +220,8 @@ impl Supervisor {
             env!("CARGO_PKG_VERSION"),
             self.cfg.redis_url_for_logs()
         );
+        // The first heartbeat and config read now, not a tick later.
+        self.on_tick();
         loop {
             let event = select! {
                 recv(self.rx) -> e => e.expect("supervisor holds a sender"),

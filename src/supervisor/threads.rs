@@ -47,6 +47,7 @@ impl Supervisor {
         let writer = InboundWriter {
             store: Store::new(self.client.clone()),
             channel_id: id.clone(),
+            instance_id: self.cfg.instance_id.clone(),
             creds: session.creds.clone(),
             dedup_ttl: self.cfg.dedup_ttl,
             hint: self.cfg.unsupported_hint.clone(),

@@ -78,6 +78,21 @@ fn what_the_gateway_and_the_responders_write_is_valid_and_what_the_schema_reject
     with_extra["a_field_from_the_future"] = json!({"x": 1});
     let goods = vec![good.to_string(), with_extra.to_string()];
     all_valid("outbound", &goods);
+    // The gateway's own no-answer notices (ANSWER_TIMEOUT), with and
+    // without NO_ANSWER_HINT.
+    let irt = format!("feishu:{APP}:{}", q.message_id);
+    let notice = |text: &str| {
+        asktable_feishu_gateway::bridge::contract::notice_item(
+            "ch_k",
+            &irt,
+            &q.message_id,
+            &q.chat_id,
+            false,
+            text,
+            1,
+        )
+    };
+    all_valid("outbound", &[notice("no answer yet"), notice("")]);
     // What the schema rejects, each with what the gateway's reason says.
     let bad = |f: &dyn Fn(&mut Value)| {
         let mut v = answer("kb", "ch_k", &q.message_id, &q.chat_id, "x");

@@ -15,6 +15,8 @@ mod cli;
 mod contract;
 /// Hung apps and chats, panicking threads: isolation and supervision.
 mod faults;
+/// AskTable's troubleshooting guide, row by row, and the operator commands it leads to.
+mod guide;
 /// Honest health: Redis troubles named, /healthz under refusals and slow clients.
 mod health;
 /// Inbound end to end: events over the real protocol → Redis, acks, dedup, faults.

@@ -13,7 +13,12 @@ fn metrics_move_with_traffic_and_health_follows_redis() {
     let (mut redis, sim, mut con) = world(&[("ch_m", APP, SECRET)]);
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let gw = start_gateway(&redis.url(), &sim, "gw-m", &[("METRICS_ADDR", &addr)]);
+    let gw = start_gateway(
+        &redis.url(),
+        &sim,
+        "gw-m",
+        &[("METRICS_ADDR", &addr), ("ANSWER_TIMEOUT", "4")],
+    );
     assert!(sim.wait_connections(APP, 1, SECS(10)));
     assert!(gw.wait_log(&format!("metrics on http://{addr}/metrics"), SECS(5)));
     assert!(wait_for(SECS(5), || get(port, "/healthz").0 == 200));
@@ -61,11 +66,27 @@ fn metrics_move_with_traffic_and_health_follows_redis() {
         &get(port, "/metrics").1,
         "feishu_gateway_outbound_retries_total"
     ) == Some(1.0)));
+    assert!(
+        gw.log().contains("outbound [ch_m]: item ") && gw.log().contains(" retrying in "),
+        "retries name the channel: {}",
+        gw.log()
+    );
     assert!(wait_for(SECS(8), || metric(
         &get(port, "/metrics").1,
         "feishu_gateway_queue_length{queue=\"inbound\"}"
     ) == Some(1.0)));
     assert_eq!(get(port, "/nope").0, 404);
+    // A question nobody answers is counted once ANSWER_TIMEOUT passes.
+    let unanswered = MessageEvent::text(APP, "nobody answers this");
+    assert!(sim.wait_acked(sim.push_event(APP, &unanswered.json()), SECS(5)));
+    assert!(
+        wait_for(SECS(15), || metric(
+            &get(port, "/metrics").1,
+            "feishu_gateway_unanswered_questions_total{channel=\"ch_m\"}"
+        ) == Some(1.0)),
+        "{}",
+        gw.log()
+    );
     // A lost connection is counted; then every declared metric has a series
     // (but thread restarts, which need a panic: supervisor::every_thread_…).
     sim.drop_connections(APP);

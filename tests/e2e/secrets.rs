@@ -4,7 +4,7 @@
 //! form, and a config field of the wrong type holding a secret. None may
 //! appear in the gateway's log at trace, in any Redis value the gateway
 //! writes, or in the output of `check`, `status`, `status --json`,
-//! `channel list` and failing commands.
+//! `channel list`, `check --json`, `trace`, `dead list` and failing commands.
 
 use crate::support;
 
@@ -105,6 +105,10 @@ fn no_secret_reaches_any_output() {
         ("status", cmd(&url, &sim, &["status"])),
         ("status --json", cmd(&url, &sim, &["status", "--json"])),
         ("channel list", cmd(&url, &sim, &["channel", "list"])),
+        ("check --json", cmd(&url, &sim, &["check", "--json", "--chat", "oc_x"])),
+        ("trace", cmd(&url, &sim, &["trace", &ev.message_id])),
+        ("trace --json", cmd(&url, &sim, &["trace", &wrong.message_id, "--json"])),
+        ("dead list --json", cmd(&url, &sim, &["dead", "list", "--json"])),
     ];
     // Every URL form with a wrong password, and refused commands.
     let p = redis.port;

@@ -59,3 +59,41 @@ pub fn get(port: u16, path: &str) -> (u16, String) {
 pub fn metric(body: &str, series: &str) -> Option<f64> {
     body.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
 }
+
+/// Runs one operator command of this build against `redis_url` (and the
+/// simulator as Feishu), with `stdin`; bounded to 30 s.
+pub fn run_cli(
+    redis_url: &str,
+    sim: Option<&Sim>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_asktable-feishu-gateway"));
+    cmd.env_clear()
+        .env("REDIS_URL", redis_url)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(sim) = sim {
+        cmd.env("FEISHU_BASE_URL", sim.base_url());
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+    let mut out = None;
+    // Bounded: the commands finish in well under the limit.
+    assert!(wait_for(SECS(30), || {
+        out = child.try_wait().unwrap();
+        out.is_some()
+    }));
+    child.wait_with_output().unwrap()
+}
+
+/// A command's stdout and stderr together.
+pub fn out_text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}

@@ -6,27 +6,56 @@
 -- are then set too). Also run by the official-SDK bridge that `make bench`
 -- compares the gateway with (one key per message).
 --
+-- The gateway also records each message for `trace` and ANSWER_TIMEOUT:
+-- then ARGV[1] is "<dedup ttl> <trace ttl> <now ms> <instance>" and KEYS
+-- go on after the list with the pending set and one trace key per message.
+--
 -- Redis does not roll a script back when a command fails half-way, so
 -- every write is checked (the list's type, this user's permissions)
 -- before the first one, and each item is pushed before its dedup markers
 -- are set: a failure can then at worst store an item twice (the server
 -- de-duplicates on `id`), never mark one stored that is not.
-local list = KEYS[#KEYS]
-local items = #ARGV - 1
-local per = (#KEYS - 1) / items
-if per < 1 or per ~= math.floor(per) then
-  return redis.error_reply('ERR inbound script: ' .. (#KEYS - 1) .. ' keys for ' .. items .. ' items')
+local ttl, trace_ttl, now, instance = string.match(ARGV[1], '^(%d+) (%d+) (%d+) (.+)$')
+if not ttl then
+  ttl = ARGV[1]
 end
+local items = #ARGV - 1
+local extra = 0
+if trace_ttl then
+  extra = items + 1
+end
+local per = (#KEYS - 1 - extra) / items
+if items < 1 or per < 1 or per ~= math.floor(per) then
+  return redis.error_reply('ERR inbound script: ' .. #KEYS .. ' keys for ' .. items .. ' items')
+end
+local list = KEYS[items * per + 1]
+local pending = KEYS[items * per + 2]
 local t = redis.call('TYPE', list)['ok']
 if t ~= 'list' and t ~= 'none' then
   return redis.error_reply('WRONGTYPE ' .. list .. ' holds a ' .. t .. ', not a list')
 end
-for i = 1, #KEYS - 1 do
+for i = 1, items * per do
   local item = math.floor((i - 1) / per) + 2
   if not redis.acl_check_cmd('LPUSH', list, ARGV[item])
-    or not redis.acl_check_cmd('SET', KEYS[i], '1', 'EX', ARGV[1]) then
+    or not redis.acl_check_cmd('SET', KEYS[i], '1', 'EX', ttl) then
     return redis.error_reply('NOPERM this Redis user may not LPUSH ' .. list .. ' and SET ' .. KEYS[i])
   end
+end
+if trace_ttl then
+  for n = 1, items do
+    local trace = KEYS[items * per + 2 + n]
+    if not redis.acl_check_cmd('ZADD', pending, 'NX', now, 'm')
+      or not redis.acl_check_cmd('HSET', trace, 'f', 'v')
+      or not redis.acl_check_cmd('EXPIRE', trace, trace_ttl) then
+      return redis.error_reply('NOPERM this Redis user may not ZADD ' .. pending .. ' and HSET ' .. trace)
+    end
+  end
+end
+local function str(v)
+  if type(v) == 'string' then
+    return v
+  end
+  return ''
 end
 local out = {}
 for n = 1, items do
@@ -43,7 +72,29 @@ for n = 1, items do
     out[n] = 1
   end
   for k = 1, per do
-    redis.call('SET', KEYS[(n - 1) * per + k], '1', 'EX', ARGV[1])
+    redis.call('SET', KEYS[(n - 1) * per + k], '1', 'EX', ttl)
+  end
+  if trace_ttl then
+    local trace = KEYS[items * per + 2 + n]
+    if seen then
+      redis.call('HINCRBY', trace, 'copies', 1)
+      redis.call('HSETNX', trace, 'outcome', 'duplicate')
+    else
+      local ok, it = pcall(cjson.decode, ARGV[n + 1])
+      if ok and type(it) == 'table' then
+        local msg = it['message'] or {}
+        local chat = it['chat'] or {}
+        local thread = ''
+        if str(msg['thread_id']) ~= '' then
+          thread = '1'
+        end
+        redis.call('HSET', trace, 'outcome', 'stored', 'received_at', now, 'instance', instance,
+          'inbound_id', str(it['id']), 'channel', str(it['channel_id']),
+          'chat', str(chat['chat_id']), 'chat_type', str(chat['chat_type']), 'thread', thread)
+        redis.call('ZADD', pending, 'NX', now, str(msg['message_id']))
+      end
+    end
+    redis.call('EXPIRE', trace, trace_ttl)
   end
 end
 return out

@@ -8,6 +8,7 @@ mod config;
 mod inbound;
 mod outbound;
 mod status;
+mod trace;
 
 use std::fmt;
 
@@ -18,6 +19,10 @@ pub use outbound::{
     parse_outbound_bytes, receipt_json, short_hash,
 };
 pub use status::{State, Status, heartbeat_json, status_json};
+pub use trace::{
+    PENDING, TRACE_NOTE_SCRIPT, TRACE_TTL, UNANSWERED_SCRIPT, UNANSWERED_TTL, app_of_inbound_id,
+    notice_item, trace_key, unanswered_key,
+};
 
 /// Why a value read from Redis breaks the contract: operator-readable,
 /// never containing a secret (for an outbound item: the dead-letter reason).
@@ -163,6 +168,9 @@ pub const INBOUND_SCRIPT: &str = include_str!("inbound.lua");
 
 /// LPUSH + LTRIM of a dead letter and LREM of its item (`dead_letter.lua`).
 pub const DEAD_LETTER_SCRIPT: &str = include_str!("dead_letter.lua");
+
+/// Moves a dead letter's item back to the outbound list (`requeue_dead.lua`).
+pub const REQUEUE_DEAD_SCRIPT: &str = include_str!("requeue_dead.lua");
 
 /// Several LLENs in one reply (`lengths.lua`).
 pub const LENGTHS_SCRIPT: &str = include_str!("lengths.lua");

@@ -15,6 +15,9 @@ pub enum Kind {
     Final,
     /// The answer so far; later items update the same card.
     Progress,
+    /// A message that is not the answer (the gateway's own "no answer yet"
+    /// notice): a reply that neither completes nor claims the answer's card.
+    Notice,
 }
 
 /// A validated outbound item.
@@ -149,6 +152,7 @@ fn parse(raw: &str) -> Result<Outbound, String> {
     let kind = match r.kind.as_deref() {
         None | Some("final") => Kind::Final,
         Some("progress") => Kind::Progress,
+        Some("notice") => Kind::Notice,
         Some(other) => return Err(format!("unknown kind \"{}\"", shown(other))),
     };
     let in_reply_to = nonempty(r.in_reply_to);
@@ -182,7 +186,8 @@ fn parse(raw: &str) -> Result<Outbound, String> {
             })
         })
         .collect();
-    if !is_error && text.trim().is_empty() && links.is_empty() {
+    // An empty notice shows nothing; it only ends the typing reaction.
+    if !is_error && kind != Kind::Notice && text.trim().is_empty() && links.is_empty() {
         return Err("content.text is empty".into());
     }
     Ok(Outbound {

@@ -40,6 +40,10 @@ pub trait InboundStore {
     /// Queues the "only text is supported" reply for a non-text message
     /// (once per message). `Err`: nothing was queued.
     fn store_hint(&mut self, message: &event::NonText) -> Result<(), StoreError>;
+
+    /// Records, best effort, that a message was deliberately not stored
+    /// (`why`: `event::Skip::as_str`), for `trace`.
+    fn note_skipped(&mut self, _message_id: &str, _why: &str) {}
 }
 
 /// What storing one message did.

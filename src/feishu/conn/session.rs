@@ -212,21 +212,21 @@ impl Conn<'_> {
                 );
                 Work::Hint(m)
             }
-            Ok(Outcome::Skipped { event_id, reason: event::Skip::TokenMismatch }) => {
-                log::warn!(
-                    "{tag} event {event_id} dropped: its verification token differs from the channel's verification_token"
-                );
-                Work::Skip("filtered")
-            }
-            Ok(Outcome::Skipped { event_id, reason: event::Skip::Stale }) => {
-                log::info!(
-                    "{tag} event {event_id} skipped: its message is older than MAX_MESSAGE_AGE ({}s)",
-                    self.session.max_message_age.as_secs()
-                );
-                Work::Skip("stale")
-            }
-            Ok(Outcome::Skipped { event_id, reason }) => {
-                log::debug!("{tag} event {event_id} skipped: {}", reason.as_str());
+            Ok(Outcome::Skipped { event_id, message_id, reason }) => {
+                match reason {
+                    event::Skip::TokenMismatch => log::warn!(
+                        "{tag} event {event_id} dropped: its verification token differs from the channel's verification_token"
+                    ),
+                    event::Skip::Stale => log::info!(
+                        "{tag} event {event_id} skipped: its message is older than MAX_MESSAGE_AGE ({}s)",
+                        self.session.max_message_age.as_secs()
+                    ),
+                    _ => log::debug!("{tag} event {event_id} skipped: {}", reason.as_str()),
+                }
+                if !message_id.is_empty() {
+                    // For `trace`: best effort, the ack does not wait on it.
+                    self.store.note_skipped(&message_id, reason.as_str());
+                }
                 Work::Skip(if reason == event::Skip::Stale { "stale" } else { "filtered" })
             }
             Err(e @ (EventError::NoEncryptKey | EventError::Decrypt(_))) => {
