@@ -11,6 +11,42 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A moment as a civil date and time (proleptic Gregorian, no time zone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub millis: u32,
+}
+
+/// `ms` since the epoch (shifted by an offset already) as a civil date and
+/// time (Howard Hinnant's days-to-civil).
+pub fn civil(ms: i64) -> Civil {
+    let (secs, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000) as u32);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    Civil {
+        year: yoe + era * 400 + i64::from(month <= 2),
+        month,
+        day,
+        hour: rem / 3600,
+        minute: rem % 3600 / 60,
+        second: rem % 60,
+        millis,
+    }
+}
+
 /// A random number from the standard library's per-process random keys.
 fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();

@@ -79,6 +79,16 @@ impl std::error::Error for ConfigError {}
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 pub const DEFAULT_HINT: &str = "目前仅支持文字消息。Only text messages are supported.";
 
+/// `host:port` as an address: an IP literal, else a host name resolved
+/// now (`localhost:9464`), the first address it has.
+fn socket_addr(s: &str) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    s.parse().ok().or_else(|| {
+        s.rsplit_once(':').filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())?;
+        s.to_socket_addrs().ok()?.next()
+    })
+}
+
 /// `NO_ANSWER_HINT`'s default.
 pub const DEFAULT_NO_ANSWER_HINT: &str = "AskTable 暂时没有回答这个问题，请稍后再试或联系管理员；如果稍后有回答，会继续发在这里。\nNo answer from AskTable yet: please try again later or ask your administrator. If the answer comes later, it will still appear here.";
 
@@ -140,8 +150,11 @@ impl Config {
             };
         let metrics_addr = match get("METRICS_ADDR").filter(|s| !s.trim().is_empty()) {
             None => None,
-            Some(s) => Some(s.trim().parse().map_err(|_| {
-                err("METRICS_ADDR", format!("{s:?} is not host:port (e.g. 127.0.0.1:9464)"))
+            Some(s) => Some(socket_addr(s.trim()).ok_or_else(|| {
+                err(
+                    "METRICS_ADDR",
+                    format!("{s:?} is not host:port (e.g. 127.0.0.1:9464 or localhost:9464)"),
+                )
             })?),
         };
         let dedup_ttl = secs("DEDUP_TTL", 86_400, 1)?;
@@ -314,6 +327,8 @@ mod tests {
         assert_eq!(c.max_message_age, Duration::ZERO);
         assert_eq!(c.unsupported_hint, "");
         assert_eq!(c.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        let local = with(&[("METRICS_ADDR", "localhost:9464")]).unwrap();
+        assert!(local.metrics_addr.is_some_and(|a| a.ip().is_loopback() && a.port() == 9464));
     }
 
     #[test]

@@ -18,6 +18,8 @@ Usage:
                                            app's credentials, permissions, version and events, the
                                            running gateway, AskTable Server; --chat: is the bot there
   asktable-feishu-gateway status [--json]  show every channel's state
+  asktable-feishu-gateway health           exit 0 when this host's gateway is healthy (its /healthz
+                                           with METRICS_ADDR, else its heartbeat in Redis)
   asktable-feishu-gateway trace <message_id> [--json]
                                            where did this Feishu message go (kept 3 days)
   asktable-feishu-gateway dead list [--json] [N]   the newest N dead letters with their reasons
@@ -40,7 +42,7 @@ fn main() -> ExitCode {
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [] | ["run"] => run(),
         ["check", ..] => cli::check(Config::from_env(), &args[1..]),
-        ["status" | "channel" | "trace" | "dead", ..] => match Config::from_env() {
+        ["status" | "channel" | "trace" | "dead" | "health", ..] => match Config::from_env() {
             Err(e) => {
                 eprintln!("asktable-feishu-gateway: {e}");
                 ExitCode::from(2)
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
                 "status" => cli::status(&cfg, &args[1..]),
                 "trace" => cli::trace(&cfg, &args[1..]),
                 "dead" => cli::dead(&cfg, &args[1..]),
+                "health" => cli::health(&cfg, &args[1..]),
                 _ => cli::channel(&cfg, &args[1..]),
             },
         },

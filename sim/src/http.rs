@@ -53,8 +53,9 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(handler: Handler) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    /// Serves on `bind` (`127.0.0.1:0`, or `0.0.0.0:0` for containers).
+    pub fn start(bind: &str, handler: Handler) -> Server {
+        let listener = TcpListener::bind(bind).expect("bind the simulator's HTTP port");
         let addr = listener.local_addr().expect("local addr");
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();

@@ -77,6 +77,10 @@ pub struct SimOptions {
     pub poll: Duration,
     /// Serve `https://` and `wss://` (a private CA, see [`Sim::ca_pem`]).
     pub tls: bool,
+    /// Listen on every interface and give clients this host name or
+    /// address (one a container reaches); `None`: 127.0.0.1 only. Plain
+    /// HTTP and WebSocket only.
+    pub public_host: Option<String>,
 }
 
 impl Default for SimOptions {
@@ -91,6 +95,7 @@ impl Default for SimOptions {
             token_expire: 7200,
             poll: Duration::from_millis(5),
             tls: false,
+            public_host: None,
         }
     }
 }
@@ -105,13 +110,15 @@ pub struct Sim {
 
 impl Sim {
     pub fn start(opts: SimOptions) -> Sim {
-        let ws_listener = TcpListener::bind("127.0.0.1:0").expect("bind ws listener");
+        let bind = if opts.public_host.is_some() { "0.0.0.0:0" } else { "127.0.0.1:0" };
+        let ws_listener = TcpListener::bind(bind).expect("bind ws listener");
         let ws_addr = ws_listener.local_addr().expect("ws addr");
         let certs = opts.tls.then(tls::Certs::generate);
         let ws_front = certs.as_ref().map(|c| tls::Front::start(c, ws_addr));
-        let ws_public = match &ws_front {
-            Some(f) => format!("wss://{}", f.addr),
-            None => format!("ws://{ws_addr}"),
+        let ws_public = match (&ws_front, &opts.public_host) {
+            (Some(f), _) => format!("wss://{}", f.addr),
+            (None, Some(host)) => format!("ws://{host}:{}", ws_addr.port()),
+            (None, None) => format!("ws://{ws_addr}"),
         };
         let inner = Arc::new(Inner {
             opts,
@@ -132,7 +139,7 @@ impl Sim {
             .spawn(move || dispatch::dispatch(i))
             .expect("spawn");
         let i = inner.clone();
-        let http = http::Server::start(Arc::new(move |req| rest::rest(&i, req)));
+        let http = http::Server::start(bind, Arc::new(move |req| rest::rest(&i, req)));
         let tls = certs.zip(ws_front).map(|(c, ws)| {
             let front = tls::Front::start(&c, http.addr);
             (c, front, ws)
@@ -144,7 +151,10 @@ impl Sim {
     pub fn base_url(&self) -> String {
         match &self.tls {
             Some((_, front, _)) => format!("https://{}", front.addr),
-            None => format!("http://{}", self.http.addr),
+            None => match &self.inner.opts.public_host {
+                Some(host) => format!("http://{host}:{}", self.http.addr.port()),
+                None => format!("http://{}", self.http.addr),
+            },
         }
     }
 

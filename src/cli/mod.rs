@@ -19,6 +19,7 @@ mod channel;
 mod check;
 mod check_app;
 mod dead;
+mod health;
 mod server;
 mod status;
 mod trace;
@@ -31,6 +32,7 @@ use crate::config::Config;
 pub use channel::channel;
 pub use check::check;
 pub use dead::dead;
+pub use health::health;
 pub use status::status;
 pub use trace::trace;
 
@@ -62,19 +64,11 @@ pub(crate) fn store(cfg: &Config) -> Result<Store, RedisError> {
 
 /// Formats ms since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
 pub fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    let c = crate::clock::civil(ms as i64);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
 }
 
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {

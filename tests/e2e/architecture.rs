@@ -26,7 +26,7 @@ const LEAVES: &[(&str, &[&str])] = &[
     ("channel", &[]),
     ("clock", &[]),
     ("config", &[]),
-    ("logging", &[]),
+    ("logging", &["clock"]),
     ("systemd", &[]),
     ("metrics", &["clock", "panics"]),
     ("panics", &[]),

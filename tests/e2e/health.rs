@@ -171,3 +171,38 @@ fn a_slow_probe_client_blocks_no_other_and_start_reports_no_stall() {
     }
     drop(dribble);
 }
+
+/// Issue 12: `health` (the image's HEALTHCHECK) follows the running
+/// gateway: its /healthz with METRICS_ADDR, else its heartbeat in Redis.
+#[test]
+fn the_health_command_follows_the_running_gateway() {
+    let (mut redis, sim, _con) = world(&[("ch_h", "cli_hea1th0000000001", "s")]);
+    let url = redis.url();
+    let port = free_port();
+    let addr = format!("0.0.0.0:{port}");
+    let health = |env: &[(&str, &str)]| {
+        let o = run_cli(&url, None, &["health"], env, "");
+        (o.status.code(), out_text(&o))
+    };
+    let with_metrics = [("METRICS_ADDR", addr.as_str())];
+    let (code, out) = health(&with_metrics);
+    assert_eq!(code, Some(1), "nothing runs yet: {out}");
+    assert!(out.contains("is it running"), "{out}");
+    let mut gw = start_gateway(&url, &sim, "gw-h", &[("METRICS_ADDR", &addr)]);
+    assert!(wait_for(SECS(10), || health(&with_metrics).0 == Some(0)), "{}", gw.log());
+    let by_heartbeat = [("GATEWAY_INSTANCE_ID", "gw-h")];
+    let (code, out) = health(&by_heartbeat);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("instance gw-h wrote its heartbeat"), "{out}");
+    let (code, out) = health(&[("GATEWAY_INSTANCE_ID", "gw-other")]);
+    assert_eq!(code, Some(1), "{out}");
+    redis.stop();
+    assert!(wait_for(SECS(10), || health(&with_metrics).0 == Some(1)), "{}", gw.log());
+    assert!(health(&with_metrics).1.contains("503"), "{}", health(&with_metrics).1);
+    redis.restart();
+    assert!(wait_for(SECS(15), || health(&with_metrics).0 == Some(0)), "{}", gw.log());
+    gw.signal("TERM");
+    assert!(gw.wait_exit(SECS(10)).is_some_and(|s| s.success()));
+    assert_eq!(health(&by_heartbeat).0, Some(1), "the heartbeat goes with the process");
+    assert_eq!(run_cli(&url, None, &["health", "x"], &[], "").status.code(), Some(2));
+}

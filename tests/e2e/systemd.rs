@@ -105,3 +105,55 @@ fn journald_gets_priority_prefixes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.lines().any(|l| l.starts_with("<3>invalid METRICS_ADDR")), "{err}");
 }
+
+/// Issue 12, item 7: dist/env.example with every setting uncommented reads
+/// the same through `set -a; . env; set +a` (the README's step for
+/// `check`) as systemd's EnvironmentFile= reads it (quotes removed), and
+/// the gateway accepts it.
+#[test]
+fn the_env_example_reads_the_same_in_a_shell_and_under_systemd() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = std::fs::read_to_string(format!("{root}/dist/env.example")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("env");
+    let mut settings = Vec::new();
+    let mut lines = Vec::new();
+    for line in example.lines() {
+        let setting = line.strip_prefix('#').filter(|l| {
+            l.split_once('=').is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            })
+        });
+        match setting {
+            Some(l) => {
+                let (k, v) = l.split_once('=').unwrap();
+                settings.push((k.to_owned(), v.trim_matches('"').to_owned()));
+                lines.push(l.to_owned());
+            }
+            None => lines.push(line.to_owned()),
+        }
+    }
+    assert!(settings.len() >= 15, "{settings:?}");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    for (k, want) in &settings {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -a; . '{}'; set +a; printenv {k}", path.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{k}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'), want, "{k}");
+    }
+    // The gateway takes every value (Redis itself is not reachable here).
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_asktable-feishu-gateway"));
+    cmd.env_clear().arg("check");
+    for (k, v) in &settings {
+        if !k.starts_with("REDIS_SENTINEL") && k != "SSL_CERT_FILE" {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("REDIS_URL", format!("redis://127.0.0.1:{}/0", free_port()));
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("✔  environment"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -116,6 +116,7 @@ fn main() -> ExitCode {
     let questions: Arc<Mutex<Vec<MessageEvent>>> = Arc::default();
     let stored: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let malformed = Arc::new(AtomicUsize::new(0));
+    let malformed_tried = Arc::new(AtomicUsize::new(0));
 
     // Users ask questions; sometimes Feishu sends one twice.
     let driver = {
@@ -147,6 +148,7 @@ fn main() -> ExitCode {
         let stop = responder_stop.clone();
         let (_, stored, malformed, ports) =
             (stop.clone(), stored.clone(), malformed.clone(), sentinel_ports.clone());
+        let malformed_tried = malformed_tried.clone();
         thread::spawn(move || {
             let mut con: Option<redis::Connection> = None;
             let mut counted: HashSet<String> = HashSet::new();
@@ -232,9 +234,10 @@ fn main() -> ExitCode {
                     answer(&format!("a-{mid}"), ch, &mid, chat, &format!("**answer** to {mid}"));
                 f["in_reply_to"] = id.into();
                 answers.push(f.to_string());
-                if pick(20) == 0 {
+                let with_malformed = pick(20) == 0;
+                if with_malformed {
                     answers.push(MALFORMED[pick(MALFORMED.len())].to_owned());
-                    malformed.fetch_add(1, Ordering::SeqCst);
+                    malformed_tried.fetch_add(1, Ordering::SeqCst);
                 }
                 // The answers, confirmed by a replica, before the question
                 // is let go: a failover then loses neither (an answer queued
@@ -248,6 +251,13 @@ fn main() -> ExitCode {
                     && redis::cmd("WAIT").arg(1).arg(1000).query::<i64>(c).is_ok_and(|n| n >= 1);
                 if replicated {
                     answered.insert(id.to_owned());
+                    // Confirmed by a replica: it must come back as a dead
+                    // letter. One whose write was not confirmed may or may
+                    // not exist (a failover can drop it); the question is
+                    // then handled again and rolls its answers anew.
+                    if with_malformed {
+                        malformed.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
                 if !replicated
                     || redis::cmd("LREM")
@@ -423,7 +433,13 @@ fn main() -> ExitCode {
     let mut violations = Vec::new();
     if !settled || !quiet {
         violations
-            .push(format!("did not settle (answers all shown: {settled}, queues empty: {quiet})"));
+            .push(format!(
+                "did not settle (answers all shown: {settled}, queues empty: {quiet}; inbound {}, outbound {}, processing gw-a {}, gw-b {})",
+                llen(&mut con, "at:channel:inbound"),
+                llen(&mut con, "at:channel:outbound:feishu"),
+                llen(&mut con, "at:channel:outbound:feishu:processing:gw-a"),
+                llen(&mut con, "at:channel:outbound:feishu:processing:gw-b"),
+            ));
     }
     let stored = stored.lock().unwrap().clone();
     // A question stored twice is a violation, but for one kind of case that
@@ -490,15 +506,17 @@ fn main() -> ExitCode {
         dead.iter().filter(|d| d["item_escaped"] == true || d.get("item_bytes").is_some()).count();
     let dead_panic = dead.iter().filter(|d| reason(d).contains("internal error")).count();
     let panic_restarts = faults.get("restart with panicking threads").copied().unwrap_or(0);
-    if dead_malformed != malformed.load(Ordering::SeqCst)
+    let (confirmed, tried) =
+        (malformed.load(Ordering::SeqCst), malformed_tried.load(Ordering::SeqCst));
+    if dead_malformed < confirmed
+        || dead_malformed > tried
         || dead_poison != poison
         || dead_panic > panic_restarts
         || dead.len() != dead_malformed + dead_poison + dead_panic
     {
         violations.push(format!(
-            "dead letters: {} in all, {dead_malformed} malformed of {} injected, {dead_poison} poison of {poison}, {dead_panic} after panics (at most {panic_restarts}): {:?}",
+            "dead letters: {} in all, {dead_malformed} malformed of {confirmed} confirmed ({tried} written or tried), {dead_poison} poison of {poison}, {dead_panic} after panics (at most {panic_restarts}): {:?}",
             dead.len(),
-            malformed.load(Ordering::SeqCst),
             dead.iter().map(reason).collect::<Vec<_>>()
         ));
     }
@@ -526,7 +544,9 @@ fn main() -> ExitCode {
         "  answers shown          {}",
         ids.iter().filter(|m| shown.get(*m) == Some(&1)).count()
     );
-    println!("  malformed dead-lettered {dead_malformed}");
+    println!(
+        "  malformed dead-lettered {dead_malformed} (confirmed written {confirmed}, tried {tried})"
+    );
     println!("  poison dead-lettered   {dead_poison}");
     println!("  answers lost to panics {dead_panic} (dead-lettered, by design)");
     println!("  max threads / RSS      {max_threads} / {} MiB", max_rss_kib / 1024);
@@ -534,6 +554,15 @@ fn main() -> ExitCode {
     f.sort();
     for (name, n) in f {
         println!("  fault: {name:<32} ×{n}");
+    }
+    if !violations.is_empty() {
+        // The replicas' logs, for whoever looks into the failure.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/soak-logs");
+        let _ = std::fs::create_dir_all(&dir);
+        for (i, l) in logs.iter().enumerate() {
+            let _ = std::fs::write(dir.join(format!("gateway-{i}.log")), l);
+        }
+        println!("\nsoak: the gateways' logs are in {}", dir.display());
     }
     if violations.is_empty() {
         println!("\nsoak: OK");
