@@ -118,6 +118,10 @@ impl<T> Board<T> {
             .chats
             .entry(key.clone())
             .or_insert_with(|| Queue { entries: VecDeque::new(), busy: false });
+        // Before superseding: a ready chat whose only item is replaced is
+        // still listed in `ready` (soak finding 11: listed twice, a worker
+        // then took from an empty queue and every worker panicked).
+        let was_idle = q.entries.is_empty() && !q.busy;
         let mut superseded = Vec::new();
         if let Some(reply) = &entry.reply {
             let (old, keep): (VecDeque<_>, VecDeque<_>) =
@@ -125,7 +129,6 @@ impl<T> Board<T> {
             q.entries = keep;
             superseded.extend(old.into_iter().map(|e| e.item));
         }
-        let was_idle = q.entries.is_empty() && !q.busy;
         q.entries.push_back(entry);
         if was_idle {
             s.ready.push_back(key);
@@ -249,6 +252,22 @@ mod tests {
         now: Instant,
     ) -> Result<(&'static str, Slot), Option<Instant>> {
         b.lock().next(now, b.limits)
+    }
+
+    /// Soak finding 11: a progress item superseding the only item of a
+    /// ready chat listed the chat twice in `ready`.
+    #[test]
+    fn superseding_the_only_item_of_a_ready_chat_lists_it_once() {
+        let b = board();
+        let old = Instant::now() - Duration::from_secs(10);
+        b.push(progress("p1", "A", "r"));
+        assert_eq!(b.push(progress("p2", "A", "r")), vec!["p1"]);
+        assert_eq!(b.lock().ready.len(), 1);
+        let (item, slot) = next(&b, old + Duration::from_secs(20)).unwrap();
+        assert_eq!(item, "p2");
+        assert!(next(&b, Instant::now()).is_err(), "nothing else is ready");
+        b.finish(slot);
+        assert!(b.lock().chats.is_empty() && b.lock().ready.is_empty());
     }
 
     #[test]
