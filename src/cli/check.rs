@@ -59,16 +59,13 @@ pub fn check(cfg: Result<Config, crate::config::ConfigError>, args: &[String]) -
     };
     let mut lines = Vec::new();
     // A failure that stops the walk is the last line.
-    let _ = walk(cfg, &args, &mut lines);
+    walk(cfg, &args, &mut lines);
     report(&lines, args.json)
 }
 
-/// Runs the checks into `lines`; `Err` where a failure stops the walk.
-fn walk(
-    cfg: Result<Config, crate::config::ConfigError>,
-    args: &Args,
-    lines: &mut Vec<Line>,
-) -> Result<(), ()> {
+/// Runs the checks into `lines`, stopping at a failure nothing after it
+/// could get past (environment, Redis).
+fn walk(cfg: Result<Config, crate::config::ConfigError>, args: &Args, lines: &mut Vec<Line>) {
     let cfg = match cfg {
         Ok(c) => {
             lines.push(Line::ok(
@@ -79,14 +76,14 @@ fn walk(
         }
         Err(e) => {
             lines.push(Line::fail("environment", e.to_string(), "fix the variable in /etc/asktable-feishu-gateway/env (or the container's environment)"));
-            return Err(());
+            return;
         }
     };
     let mut st = match store(&cfg) {
         Ok(s) => s,
         Err(e) => {
             lines.push(Line::fail("redis", e.to_string(), "check REDIS_URL"));
-            return Err(());
+            return;
         }
     };
     match st.server_version().and_then(|v| st.probe(&cfg.instance_id).map(|()| v)) {
@@ -101,7 +98,7 @@ fn walk(
                 format!("{}: {}: {e}", cfg.redis_url_for_logs(), p.as_str()),
                 p.hint(),
             ));
-            return Err(());
+            return;
         }
     }
     let configs = match st.read_configs() {
@@ -204,7 +201,6 @@ fn walk(
             ));
         }
     }
-    Ok(())
 }
 
 /// The lines of one channel's status key: its state, and whether events

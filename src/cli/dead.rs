@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use super::{fail, store, table, utc};
 use crate::bridge::contract;
+use crate::bridge::store::Store;
 use crate::config::Config;
 
 /// How many dead letters `requeue` looks through for the id.
@@ -40,14 +41,19 @@ pub fn dead(cfg: &Config, args: &[String]) -> ExitCode {
     }
 }
 
+/// The store and the newest `n` dead letters as listed.
+fn newest(cfg: &Config, n: i64) -> Result<(Store, Vec<Vec<u8>>), ExitCode> {
+    let mut st = store(cfg).map_err(fail)?;
+    let raw = st
+        .lrange(contract::DEAD, 0, n - 1)
+        .map_err(|e| fail(format!("Redis at {}: {e}", cfg.redis_url_for_logs())))?;
+    Ok((st, raw))
+}
+
 fn list(cfg: &Config, n: i64, as_json: bool) -> ExitCode {
-    let mut st = match store(cfg) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let raw = match st.lrange(contract::DEAD, 0, n - 1) {
-        Ok(r) => r,
-        Err(e) => return fail(format!("Redis at {}: {e}", cfg.redis_url_for_logs())),
+    let raw = match newest(cfg, n) {
+        Ok((_, raw)) => raw,
+        Err(code) => return code,
     };
     let letters: Vec<Value> = raw
         .iter()
@@ -85,13 +91,9 @@ fn list(cfg: &Config, n: i64, as_json: bool) -> ExitCode {
 }
 
 fn requeue(cfg: &Config, id: &str) -> ExitCode {
-    let mut st = match store(cfg) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let raw = match st.lrange(contract::DEAD, 0, SEARCH - 1) {
-        Ok(r) => r,
-        Err(e) => return fail(format!("Redis at {}: {e}", cfg.redis_url_for_logs())),
+    let (mut st, raw) = match newest(cfg, SEARCH) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
     let found = raw.iter().find_map(|r| {
         let d: Value = serde_json::from_slice(r).ok()?;
