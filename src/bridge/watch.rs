@@ -23,6 +23,9 @@ pub enum WatchEvent {
     Lost(RedisError),
 }
 
+/// How long a read of the subscription waits before it looks at `stop`.
+const READ_WAIT: Duration = Duration::from_secs(30);
+
 /// Runs until `stop` fires. Sends events to `tx`.
 pub fn run(connector: &mut Connector, tx: Sender<WatchEvent>, stop: Receiver<()>) {
     let mut delay = Duration::from_millis(250);
@@ -50,7 +53,9 @@ fn subscribe_loop(
     let mut con = connector.connect()?;
     let mut pubsub = con.as_pubsub();
     pubsub.subscribe(contract::CONFIG_CHANGED)?;
-    pubsub.set_read_timeout(Some(Duration::from_millis(250)))?;
+    // Long reads: the thread wakes for a message or every READ_WAIT; at
+    // shutdown the process does not wait for it (see ARCHITECTURE.md).
+    pubsub.set_read_timeout(Some(READ_WAIT))?;
     if tx.send(WatchEvent::Subscribed).is_err() {
         return Ok(());
     }

@@ -5,7 +5,7 @@
 
 /// `Api` appears in the supervisor test's substitute runner.
 pub mod api;
-/// `Session`, `Tuning`, `Update`, `InboundStore`: the runner's signature.
+/// `Session`, `Tuning`, `Update`, `InboundStore`, `Stop`: the runner's signature.
 pub mod conn;
 /// `encrypt`: the simulator-side tests build encrypted events with it.
 pub mod crypto;

@@ -138,6 +138,11 @@ impl Reassembler {
         Ok(Some(done.parts.into_iter().flatten().flatten().collect()))
     }
 
+    /// When the oldest incomplete message expires, if any.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.partial.values().map(|p| p.touched + self.limits.ttl).min()
+    }
+
     /// Drops incomplete messages whose last fragment is older than the TTL.
     pub fn expire(&mut self, now: Instant) -> usize {
         let ttl = self.limits.ttl;
@@ -217,7 +222,9 @@ mod tests {
     fn stale_parts_expire_and_budget_is_kept() {
         let t0 = Instant::now();
         let mut r = r();
+        assert_eq!(r.next_expiry(), None);
         r.push("a", "2", "0", vec![0; 60], t0).unwrap();
+        assert_eq!(r.next_expiry(), Some(t0 + Duration::from_secs(5)));
         assert_eq!(r.push("b", "2", "0", vec![0; 60], t0), Err(ReassemblyError::TooLarge));
         // After the TTL the first message is gone and its bytes are free again.
         let later = t0 + Duration::from_secs(6);

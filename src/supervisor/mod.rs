@@ -6,7 +6,7 @@
 //! registry. Every thread is named, owned here and joined. A panic in a
 //! channel's thread restarts that channel only.
 
-use crossbeam_channel::{Receiver, Sender, bounded, select, tick};
+use crossbeam_channel::{Receiver, Sender, bounded, select};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::thread::{self, JoinHandle};
@@ -19,7 +19,9 @@ use crate::channel::ChannelConfig;
 use crate::clock::{Backoff, now_ms};
 use crate::config::Config;
 use crate::feishu::api::Api;
-use crate::feishu::conn::{self, InboundStore, LastError, Session, Tuning, Update};
+use crate::feishu::conn::{
+    self, InboundStore, LastError, Session, Stop, StopHandle, Tuning, Update,
+};
 use crate::feishu::http::Http;
 use crate::metrics;
 use crate::outbound::{Channels, Outbound, Settings as OutboundSettings, TypingJob};
@@ -31,6 +33,7 @@ use registry::{Known, Parsed, Step};
 mod registry;
 mod report;
 mod threads;
+mod tick;
 
 /// Signals the supervisor reacts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +73,7 @@ pub enum Event {
 
 /// The body of a channel's thread: [`conn::run`] in production; tests may
 /// substitute their own (e.g. one that panics) to exercise the supervisor.
-pub type Runner = fn(&Session, &Api, &mut dyn InboundStore, &Receiver<()>, &dyn Fn(Update));
+pub type Runner = fn(&Session, &Api, &mut dyn InboundStore, &Stop, &dyn Fn(Update));
 
 /// How long shutdown waits for connection threads.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -87,14 +90,16 @@ const REPORT_BY: Duration = Duration::from_secs(7);
 const MAIN_CONNECT_WAIT: Duration = Duration::from_secs(1);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// Longest sleep of the main loop: well inside `/healthz`'s 5 s stall limit.
+const MAIN_MAX_WAIT: Duration = Duration::from_secs(2);
 /// Reply workers (one app may hold half of them).
 const OUTBOUND_WORKERS: usize = 8;
 const PANIC_RESTART_DELAY: Duration = Duration::from_secs(1);
 
 struct Running {
     generation: u64,
-    /// Dropping it tells the thread to stop.
-    stop: Sender<()>,
+    /// Dropping it tells the thread to stop (and wakes it).
+    stop: StopHandle,
     handle: JoinHandle<()>,
     routing: Arc<RwLock<crate::channel::Routing>>,
     config: ChannelConfig,
@@ -142,6 +147,9 @@ pub struct Supervisor {
     ready: bool,
     watchdog: Option<Duration>,
     next_watchdog: Instant,
+    /// When the main loop must next run [`Supervisor::on_tick`]: the
+    /// earliest of the `next_*` times and every pending restart.
+    wake_at: Instant,
 }
 
 impl Supervisor {
@@ -173,6 +181,7 @@ impl Supervisor {
             ready: false,
             watchdog: systemd::watchdog_interval(),
             next_watchdog: now,
+            wake_at: now,
             cfg,
         })
     }
@@ -213,7 +222,6 @@ impl Supervisor {
             self.published.clone(),
         );
         self.typing = outbound.typing();
-        let ticker = tick(Duration::from_millis(250));
         log::info!(
             "Feishu Gateway running: instance {}, version {}, redis {}",
             self.cfg.instance_id,
@@ -222,7 +230,10 @@ impl Supervisor {
         );
         // The first heartbeat and config read now, not a tick later.
         self.on_tick();
+        // No ticks: the loop sleeps until its next deadline (at most
+        // MAIN_MAX_WAIT, so that /healthz sees it go round) or an event.
         loop {
+            let wait = self.wake_at.saturating_duration_since(Instant::now()).min(MAIN_MAX_WAIT);
             let event = select! {
                 recv(self.rx) -> e => e.expect("supervisor holds a sender"),
                 recv(watch_rx) -> e => match e {
@@ -230,12 +241,18 @@ impl Supervisor {
                     Err(_) => Event::Tick,
                 },
                 recv(signals) -> s => Event::Signal(s.unwrap_or(Signal::Terminate)),
-                recv(ticker) -> _ => Event::Tick,
+                default(wait) => Event::Tick,
             };
             if let Event::Signal(Signal::Terminate) = event {
                 break;
             }
+            metrics::main_loop_alive();
+            // A steady stream of events must not starve the deadlines.
+            let tick = matches!(event, Event::Tick) || Instant::now() >= self.wake_at;
             self.handle(event);
+            if tick {
+                self.on_tick();
+            }
         }
         drop(watch_stop_tx);
         systemd::notify(
@@ -246,7 +263,9 @@ impl Supervisor {
         self.typing = None;
         outbound.stop(REPLIES_BY);
         self.shutdown(asked);
-        let _ = watcher.join();
+        // Not joined: it sleeps in a read of up to 30 s and holds nothing
+        // that needs finishing; it sees the stop then, or ends with the process.
+        drop(watcher);
     }
 
     fn handle(&mut self, event: Event) {
@@ -273,52 +292,7 @@ impl Supervisor {
             Event::Exited { channel_id, generation, panic } => {
                 self.on_exit(&channel_id, generation, panic)
             }
-            Event::Tick => self.on_tick(),
-        }
-    }
-
-    fn on_tick(&mut self) {
-        let now = Instant::now();
-        metrics::main_loop_alive();
-        if let Some(every) = self.watchdog
-            && now >= self.next_watchdog
-        {
-            self.next_watchdog = now + every / 2;
-            systemd::notify("WATCHDOG=1");
-        }
-        if now >= self.next_queue_sample {
-            self.next_queue_sample = now + QUEUE_SAMPLE_EVERY;
-            self.sample_queues();
-        }
-        let due: Vec<String> = self
-            .channels
-            .iter()
-            .filter(|(_, c)| c.restart_at.is_some_and(|t| t <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in due {
-            let ch = self.channels.get_mut(&id).expect("listed above");
-            ch.restart_at = None;
-            if let Ok(cfg) = ch.config.clone()
-                && cfg.enabled
-                && ch.run.is_none()
-            {
-                self.start(cfg);
-            }
-        }
-        if now >= self.next_reload {
-            self.reload();
-        }
-        if now >= self.next_status {
-            self.next_status = now + Duration::from_secs(self.cfg.status_ttl / 3);
-            let ids: Vec<String> = self.channels.keys().cloned().collect();
-            for id in ids {
-                self.write_status(&id);
-            }
-        }
-        if now >= self.next_heartbeat {
-            self.next_heartbeat = now + HEARTBEAT_EVERY;
-            self.write_heartbeat();
+            Event::Tick => {}
         }
     }
 
@@ -330,6 +304,7 @@ impl Supervisor {
                 self.note_redis("config read", Ok(()));
                 self.reload_backoff.reset();
                 self.next_reload = now + self.cfg.config_refresh;
+                self.wake_by(self.next_reload);
                 self.reconcile(entries);
                 if !self.ready {
                     self.ready = true;
@@ -341,6 +316,7 @@ impl Supervisor {
                 self.note_redis("config read", Err(e));
                 self.next_reload =
                     now + self.reload_backoff.next_delay().min(self.cfg.config_refresh);
+                self.wake_by(self.next_reload);
             }
         }
     }

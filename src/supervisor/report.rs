@@ -145,6 +145,7 @@ impl Supervisor {
             // Again soon: the heartbeat must not lapse for long, and the
             // outage is over only when it is written again.
             self.next_heartbeat = std::time::Instant::now() + HEARTBEAT_RETRY;
+            self.wake_by(self.next_heartbeat);
         }
     }
 

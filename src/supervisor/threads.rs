@@ -3,7 +3,6 @@
 //! catcher), stopping it by dropping its stop sender, joining it when it
 //! has exited, restarting it after a panic, and the bounded shutdown.
 
-use crossbeam_channel::bounded;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, RwLock};
 use std::thread;
@@ -14,7 +13,7 @@ use crate::bridge::contract::State;
 use crate::bridge::store::Store;
 use crate::channel::ChannelConfig;
 use crate::feishu::api::AppCreds;
-use crate::feishu::conn::{LastError, Session, Transport, Update};
+use crate::feishu::conn::{self, LastError, Session, Transport, Update};
 use crate::inbound::InboundWriter;
 use crate::outbound::ChannelRef;
 use crate::panics;
@@ -57,7 +56,7 @@ impl Supervisor {
             id.clone(),
             ChannelRef { app_id: cfg.app_id.clone(), creds: session.creds.clone() },
         );
-        let (stop_tx, stop_rx) = bounded::<()>(1);
+        let (stop_tx, stop_rx) = conn::stop_pair();
         let (tx, api, thread_id, runner) =
             (self.tx.clone(), self.api.clone(), id.clone(), self.runner);
         let spawned = thread::Builder::new().name(format!("feishu-{id}")).spawn(move || {
@@ -80,6 +79,7 @@ impl Supervisor {
             Err(e) => {
                 log::error!("[{id}] cannot start a thread: {e}; retrying");
                 ch.restart_at = Some(Instant::now() + PANIC_RESTART_DELAY);
+                self.wake_by(Instant::now() + PANIC_RESTART_DELAY);
             }
         }
     }
@@ -119,6 +119,7 @@ impl Supervisor {
         let run = ch.run.take().expect("checked above");
         let _ = run.handle.join();
         ch.restart_at = Some(Instant::now() + PANIC_RESTART_DELAY);
+        self.wake_by(Instant::now() + PANIC_RESTART_DELAY);
         let why = panic.unwrap_or_else(|| "the connection thread ended unexpectedly".into());
         panics::record(&format!("feishu-{id}"));
         log::error!("[{id}] connection thread failed: {why}; restarting this channel");

@@ -5,9 +5,8 @@ use crate::support;
 
 use asktable_feishu_gateway::config::Config;
 use asktable_feishu_gateway::feishu::api::Api;
-use asktable_feishu_gateway::feishu::conn::{InboundStore, Session, Tuning, Update};
+use asktable_feishu_gateway::feishu::conn::{InboundStore, Session, Stop, Tuning, Update};
 use asktable_feishu_gateway::supervisor::{Signal, Supervisor};
-use crossbeam_channel::Receiver;
 use std::sync::Mutex;
 use support::*;
 
@@ -23,7 +22,7 @@ fn runner(
     session: &Session,
     _: &Api,
     _: &mut dyn InboundStore,
-    stop: &Receiver<()>,
+    stop: &Stop,
     report: &dyn Fn(Update),
 ) {
     CALLS.lock().unwrap().push(session.channel_id.clone());
@@ -31,7 +30,7 @@ fn runner(
         panic!("injected failure");
     }
     report(Update::Connected);
-    let _ = stop.recv_timeout(std::time::Duration::from_secs(60));
+    let _ = stop.wait(std::time::Duration::from_secs(60));
 }
 
 #[test]

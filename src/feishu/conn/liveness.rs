@@ -45,6 +45,14 @@ impl Liveness {
         self.awaiting = None;
     }
 
+    /// The next moment something is due: a ping, or the end of the wait
+    /// for an answer to one (just past it, so that [`Liveness::dead`] holds).
+    pub fn next_deadline(&self, interval: Duration) -> Instant {
+        let answer_by =
+            self.awaiting.map(|since| since + pong_timeout(interval) + Duration::from_millis(1));
+        answer_by.map_or(self.next_ping, |t| t.min(self.next_ping))
+    }
+
     /// `Some(limit)` when no frame came within `limit` of an unanswered ping.
     pub fn dead(&self, now: Instant, interval: Duration) -> Option<Duration> {
         let limit = pong_timeout(interval);
@@ -88,6 +96,21 @@ mod tests {
         l.pinged(t0, S(120));
         assert_eq!(l.dead(t0 + S(30), S(120)), None, "exactly the limit is still alive");
         assert_eq!(l.dead(t0 + S(31), S(120)), Some(S(30)));
+    }
+
+    #[test]
+    fn the_next_deadline_is_the_ping_or_the_end_of_the_wait_for_an_answer() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(t0);
+        assert_eq!(l.next_deadline(S(120)), t0, "the first ping is due at once");
+        l.pinged(t0, S(120));
+        let answer_by = l.next_deadline(S(120));
+        assert_eq!(answer_by, t0 + S(30) + Duration::from_millis(1));
+        assert_eq!(l.dead(answer_by, S(120)), Some(S(30)), "woken then, it is judged dead");
+        l.frame_arrived();
+        assert_eq!(l.next_deadline(S(120)), t0 + S(120), "answered: only the next ping");
+        l.pinged(t0 + S(120), S(2));
+        assert_eq!(l.next_deadline(S(2)), t0 + S(122), "a ping due before the answer's limit");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! call, WebSocket, read loop with pings, liveness, fragment reassembly,
 //! store-then-ack of events, and reconnecting forever with backoff.
 //!
-//! The thread never blocks for long: the socket has a short read timeout,
-//! so every tick it can send a ping that is due, notice a dead peer, and see
-//! the supervisor's stop request (the stop channel's sender is dropped).
+//! The thread blocks in a socket read until its next real deadline (a ping
+//! due, the end of the wait for a pong, a fragment expiring): an idle
+//! connection wakes about once per ping interval. The supervisor stops it
+//! by dropping its [`StopHandle`], which wakes that read ([`stop`]).
 //! Storing goes through the [`InboundStore`] trait so that this module does
 //! not know Redis.
 
@@ -12,9 +13,9 @@ mod ack;
 mod liveness;
 mod proxy;
 mod session;
+mod stop;
 mod transport;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use crate::channel::{Routing, Secret};
 use crate::clock::{Backoff, jitter};
 use crate::metrics;
 use session::Conn;
+pub use stop::{Stop, StopHandle, pair as stop_pair};
 use transport::{Socket, open_socket};
 
 /// Where stored questions go (Redis in production).
@@ -109,8 +111,9 @@ pub enum Update {
 /// Timing knobs of a session. Defaults suit production.
 #[derive(Debug, Clone, Copy)]
 pub struct Tuning {
-    /// Socket read timeout: how often the loop wakes up when idle.
-    pub tick: Duration,
+    /// Longest socket read wait (the loop wakes earlier when a ping or a
+    /// deadline is due).
+    pub max_wait: Duration,
     /// Connect, TLS and WebSocket handshake limit.
     pub connect_timeout: Duration,
     /// First reconnect delay; doubles per failure up to `backoff_max`.
@@ -125,7 +128,7 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            tick: Duration::from_millis(250),
+            max_wait: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
@@ -165,12 +168,12 @@ pub(crate) enum End {
     Lost(LastError),
 }
 
-/// Runs the channel until `stop` fires (its sender dropped or a message sent).
+/// Runs the channel until its [`StopHandle`] is dropped.
 pub fn run(
     session: &Session,
     api: &Api,
     store: &mut dyn InboundStore,
-    stop: &Receiver<()>,
+    stop: &Stop,
     report: &dyn Fn(Update),
 ) {
     let tag = format!("[{} {}]", session.channel_id, session.creds.app_id);
@@ -178,7 +181,7 @@ pub fn run(
     let mut bot_open_id: Option<String> = None;
     report(Update::Connecting);
     loop {
-        if stopped(stop) {
+        if stop.is_stopped() {
             return;
         }
         let started = Instant::now();
@@ -221,15 +224,10 @@ pub fn run(
                 delay
             }
         };
-        match stop.recv_timeout(delay) {
-            Err(RecvTimeoutError::Timeout) => {}
-            _ => return,
+        if stop.wait(delay) {
+            return;
         }
     }
-}
-
-pub(crate) fn stopped(stop: &Receiver<()>) -> bool {
-    !matches!(stop.try_recv(), Err(TryRecvError::Empty))
 }
 
 /// An open long connection.

@@ -3,7 +3,6 @@
 //! acknowledged in arrival order. It owns the socket; the decisions are in
 //! [`super::liveness`] and [`super::ack`].
 
-use crossbeam_channel::Receiver;
 use serde_json::Value;
 use std::io;
 use std::time::{Duration, Instant};
@@ -15,8 +14,9 @@ use super::super::frame::{Frame, METHOD_CONTROL, METHOD_DATA};
 use super::super::reassembly::{Limits, Reassembler};
 use super::ack::{self, Pending, Work};
 use super::liveness::Liveness;
-use super::transport::{Socket, set_nonblocking};
-use super::{End, InboundStore, LastError, Opened, Session, StoreError, Stored, Update, stopped};
+use super::stop::Stop;
+use super::transport::{Socket, set_nonblocking, set_read_timeout, tcp_of};
+use super::{End, InboundStore, LastError, Opened, Session, StoreError, Stored, Update};
 use crate::clock::{Backoff, now_ms};
 use crate::metrics;
 
@@ -27,8 +27,8 @@ const MAX_BATCH: usize = 256;
 pub struct Conn<'a> {
     pub session: &'a Session,
     pub store: &'a mut dyn InboundStore,
-    /// Fires (or disconnects) when the supervisor stops the channel.
-    pub stop: &'a Receiver<()>,
+    /// Set when the supervisor stops the channel (it wakes a blocked read).
+    pub stop: &'a Stop,
     pub report: &'a dyn Fn(Update),
     /// `[channel app]`, the prefix of every log line.
     pub tag: &'a str,
@@ -44,20 +44,20 @@ pub struct Conn<'a> {
 impl Conn<'_> {
     /// Runs until the connection is lost or the channel is stopped.
     pub fn read_loop(&mut self, Opened { mut socket, mut config, service }: Opened) -> End {
+        let _watch = tcp_of(&socket).map(|tcp| self.stop.watch(tcp));
         let mut reassembler = Reassembler::new(Limits::default());
         let ping = WsMessage::Binary(Frame::ping(service).encode().into());
         let mut liveness = Liveness::new(Instant::now());
+        let mut wait =
+            ReadWait { set: self.session.tuning.max_wait, max: self.session.tuning.max_wait };
         let mut pending: Vec<Pending> = Vec::new();
         // Events that arrive back to back are stored in one round trip: while
         // some are pending, reads only take what is already there.
         let mut draining = false;
         let mut flush_now = false;
         loop {
-            if stopped(self.stop) {
-                let _ = socket.close(None);
-                let _ = socket.flush();
-                log::info!("{} long connection closed", self.tag);
-                return End::Stopped;
+            if self.stop.is_stopped() {
+                return self.close(&mut socket);
             }
             let now = Instant::now();
             if liveness.ping_due(now) {
@@ -81,6 +81,16 @@ impl Conn<'_> {
             if !pending.is_empty() && !draining {
                 draining = true;
                 if let Err(e) = set_nonblocking(&mut socket, true) {
+                    return End::Lost(LastError::new("connection_lost", e.to_string()));
+                }
+            }
+            if !draining {
+                // Blocking until the next deadline, and no longer.
+                let due = liveness.next_deadline(config.ping_interval);
+                let due = reassembler.next_expiry().map_or(due, |t| t.min(due));
+                if let Some(d) = wait.update(due.saturating_duration_since(Instant::now()))
+                    && let Err(e) = set_read_timeout(&mut socket, d)
+                {
                     return End::Lost(LastError::new("connection_lost", e.to_string()));
                 }
             }
@@ -117,9 +127,20 @@ impl Conn<'_> {
                     }
                     reassembler.expire(Instant::now());
                 }
+                // A stop shuts the socket's read side: the read ends at once.
+                Err(_) if self.stop.is_stopped() => return self.close(&mut socket),
                 Err(e) => return End::Lost(LastError::new("connection_lost", e.to_string())),
             }
         }
+    }
+
+    /// Says goodbye to Feishu (the write side is still open after a stop).
+    fn close(&self, socket: &mut Socket) -> End {
+        let _ = set_nonblocking(socket, false);
+        let _ = socket.close(None);
+        let _ = socket.flush();
+        log::info!("{} long connection closed", self.tag);
+        End::Stopped
     }
 
     /// Handles one binary WebSocket message; returns a complete event.
@@ -313,5 +334,46 @@ impl Conn<'_> {
                 Err(_) => std::thread::sleep(wait.next_delay()),
             }
         }
+    }
+}
+
+/// The socket's read timeout, changed only when it matters: when the
+/// current one would oversleep the next deadline by more than [`LATE`], or
+/// wake up long before it. Most reads then cost no `setsockopt`.
+struct ReadWait {
+    set: Duration,
+    max: Duration,
+}
+
+/// How late a deadline may be noticed: the slack of a ping or a pong wait.
+const LATE: Duration = Duration::from_millis(100);
+
+impl ReadWait {
+    /// The timeout to set now for a deadline `left` from now, if any.
+    fn update(&mut self, left: Duration) -> Option<Duration> {
+        let want = left.clamp(Duration::from_millis(1), self.max);
+        if self.set > want + LATE || self.set < want / 2 {
+            self.set = want;
+            return Some(want);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_timeout_changes_only_when_a_deadline_would_be_missed_or_far() {
+        let s = Duration::from_secs;
+        let mut w = ReadWait { set: s(300), max: s(300) };
+        assert_eq!(w.update(s(120)), Some(s(120)), "would oversleep the ping");
+        assert_eq!(w.update(s(120) - Duration::from_millis(50)), None, "50 ms late at most");
+        assert_eq!(w.update(s(119)), Some(s(119)), "a second late: set again");
+        assert_eq!(w.update(s(30)), Some(s(30)), "waiting for a pong");
+        assert_eq!(w.update(s(120)), Some(s(120)), "answered: no early wake-ups");
+        assert_eq!(w.update(Duration::ZERO), Some(Duration::from_millis(1)), "never zero");
+        assert_eq!(w.update(s(3600)), Some(s(300)), "never past the longest wait");
     }
 }

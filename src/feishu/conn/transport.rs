@@ -82,7 +82,7 @@ pub fn open_socket(
                 ConnectError::Network("WebSocket handshake timed out".into())
             }
         })?;
-    set_read_timeout(&mut socket, tuning.tick).map_err(io_to_connect)?;
+    set_read_timeout(&mut socket, tuning.max_wait).map_err(io_to_connect)?;
     Ok(socket)
 }
 
@@ -102,6 +102,15 @@ pub fn set_read_timeout(socket: &mut Socket, d: Duration) -> io::Result<()> {
         MaybeTlsStream::Plain(s) => s.set_read_timeout(Some(d)),
         MaybeTlsStream::NativeTls(s) => s.get_mut().set_read_timeout(Some(d)),
         _ => Ok(()),
+    }
+}
+
+/// The TCP socket under the WebSocket (and TLS), for a stop to shut down.
+pub fn tcp_of(socket: &Socket) -> Option<&TcpStream> {
+    match socket.get_ref() {
+        MaybeTlsStream::Plain(s) => Some(s),
+        MaybeTlsStream::NativeTls(s) => Some(s.get_ref()),
+        _ => None,
     }
 }
 
