@@ -6,9 +6,9 @@ side by side with it. It does the same job as the gateway's hot paths and
 nothing more:
 
 - one `lark.ws.Client` per enabled channel of the Redis hash
-  `at:channel:config:feishu` (re-read every 0.2 s, so channels can be added
-  while it runs), all on the SDK's one asyncio loop, which is the lightest
-  way the SDK allows to hold many apps in one process;
+  `at:channel:config:feishu` (read once at start), all on the SDK's one
+  asyncio loop, which is the lightest way the SDK allows to hold many apps
+  in one process;
 - the bot's open_id from `/open-apis/bot/v3/info` at connect, so that group
   messages not @-ing the bot are skipped and its mention removed, as the
   gateway does;
@@ -26,7 +26,6 @@ Usage: python lark_bridge.py <base_url> <redis_url> <inbound_script.lua>
 Prints "READY" once the first config read is done, then one line per
 channel connected ("CONNECTED <channel_id>").
 """
-import asyncio
 import json
 import sys
 import threading
@@ -142,11 +141,6 @@ class Bridge:
             ws_client.loop.create_task(client._ping_loop())
             print("CONNECTED", channel_id, flush=True)
 
-    async def config_loop(self):
-        while True:
-            await self.sync_config()
-            await asyncio.sleep(0.2)
-
     def outbound_loop(self):
         con = redis.Redis.from_url(self.redis_url)
         while True:
@@ -174,7 +168,7 @@ def main():
     threading.Thread(target=bridge.outbound_loop, daemon=True).start()
     ws_client.loop.run_until_complete(bridge.sync_config())
     print("READY", flush=True)
-    ws_client.loop.run_until_complete(bridge.config_loop())
+    ws_client.loop.run_forever()
 
 
 if __name__ == "__main__":

@@ -69,15 +69,20 @@ fn the_official_client_connects_pings_receives_and_acks() {
     }
 }
 
-/// `make bench` compares the gateway with a bridge on the official SDK
-/// (sim/official/lark_bridge.py); the comparison is fair only if both do
-/// the same work: the same inbound item through the same script, and one
-/// reply per answer.
+/// `make bench` compares the gateway with bridges on the official Python
+/// and Node SDKs (sim/official/lark_bridge.py, node_bridge.js); the
+/// comparison is fair only if all do the same work: the same inbound item
+/// through the same script, and one reply per answer.
 #[test]
-fn the_benchmarks_sdk_bridge_stores_what_the_gateway_stores_and_replies() {
+fn the_benchmarks_sdk_bridges_store_what_the_gateway_stores_and_reply() {
     let root = env!("CARGO_MANIFEST_DIR");
     let python = format!("{root}/target/lark-venv/bin/python");
     assert!(std::path::Path::new(&python).exists(), "{python} missing: run ./.ci/install-deps");
+    let node_modules = format!("{root}/target/node-bridge/node_modules");
+    assert!(
+        std::path::Path::new(&node_modules).exists(),
+        "{node_modules} missing: run ./.ci/install-deps"
+    );
     let sim = sim();
     let app = "cli_0ff1c1a1b41d9e01";
     sim.add_app(app, "bridge-secret");
@@ -91,7 +96,7 @@ fn the_benchmarks_sdk_bridge_stores_what_the_gateway_stores_and_replies() {
     // The same events through the gateway and through the bridge, each
     // with its own Redis.
     let mut stored = Vec::new();
-    for subject in ["gateway", "bridge"] {
+    for subject in ["gateway", "python", "node"] {
         let redis = RedisServer::start();
         let mut con = redis.con();
         let mut cfg = channel("ch_b", app, "bridge-secret");
@@ -100,9 +105,17 @@ fn the_benchmarks_sdk_bridge_stores_what_the_gateway_stores_and_replies() {
         let running = if subject == "gateway" {
             start_gateway(&redis.url(), &sim, "gw-b", &[("TYPING_REACTION", "")])
         } else {
-            let mut cmd = Command::new(&python);
-            cmd.arg(format!("{root}/sim/official/lark_bridge.py"))
-                .arg(sim.base_url())
+            let mut cmd = if subject == "python" {
+                let mut c = Command::new(&python);
+                c.arg(format!("{root}/sim/official/lark_bridge.py"));
+                c
+            } else {
+                let mut c = Command::new("node");
+                c.env("NODE_PATH", &node_modules)
+                    .arg(format!("{root}/sim/official/node_bridge.js"));
+                c
+            };
+            cmd.arg(sim.base_url())
                 .arg(redis.url())
                 .arg(format!("{root}/src/bridge/contract/inbound.lua"));
             Gateway::spawn(cmd, "READY", SECS(60))
@@ -134,5 +147,6 @@ fn the_benchmarks_sdk_bridge_stores_what_the_gateway_stores_and_replies() {
         assert!(sim.wait_until(SECS(10), |s| s.connections(app) == 0));
         stored.push(items);
     }
-    assert_eq!(stored[0], stored[1], "the bridge builds the gateway's inbound items");
+    assert_eq!(stored[0], stored[1], "the Python bridge builds the gateway's inbound items");
+    assert_eq!(stored[0], stored[2], "the Node bridge builds the gateway's inbound items");
 }
