@@ -52,6 +52,11 @@ pub fn rss_kib(pid: u32) -> u64 {
     proc_status(pid, "VmRSS:")
 }
 
+/// Peak resident memory of a process (VmHWM), in KiB.
+pub fn hwm_kib(pid: u32) -> u64 {
+    proc_status(pid, "VmHWM:")
+}
+
 /// How many threads a process has.
 pub fn threads(pid: u32) -> u64 {
     proc_status(pid, "Threads:")

@@ -17,7 +17,7 @@ impl Store {
         track: Option<&Track>,
     ) -> Result<Vec<bool>> {
         self.with(|con, me| {
-            let mut call = me.inbound.prepare_invoke();
+            let mut call = me.scripts.inbound.prepare_invoke();
             for item in items {
                 for key in &item.keys {
                     call.key(key);
@@ -57,7 +57,7 @@ impl Store {
     pub fn trace_note(&mut self, message_id: &str, fields: &[(&str, &str)]) -> Result<()> {
         let key = contract::trace_key(message_id);
         self.with(|con, me| {
-            let mut call = me.trace_note.prepare_invoke();
+            let mut call = me.scripts.trace_note.prepare_invoke();
             call.key(&key).arg(contract::TRACE_TTL);
             for (f, v) in fields {
                 call.arg(*f).arg(*v);
@@ -115,7 +115,7 @@ impl Store {
     /// answered: they are removed from the pending set by this call.
     pub fn claim_unanswered(&mut self, before_ms: u64, max: usize) -> Result<Vec<String>> {
         self.with(|con, me| {
-            me.unanswered.key(contract::PENDING).arg(before_ms).arg(max).invoke(con)
+            me.scripts.unanswered.key(contract::PENDING).arg(before_ms).arg(max).invoke(con)
         })
     }
 
@@ -156,7 +156,8 @@ impl Store {
         let key = contract::unanswered_key(channel_id);
         let at = at_ms.to_string();
         self.with(|con, me| {
-            me.trace_note
+            me.scripts
+                .trace_note
                 .key(&key)
                 .arg(contract::UNANSWERED_TTL)
                 .arg("+count")

@@ -22,6 +22,13 @@ pub struct Store {
     connect_wait: Duration,
     /// Sentinel mode: a stored question is confirmed by a replica first.
     pub(super) replicated: bool,
+    /// The Lua scripts, shared by every Store (each holds its code).
+    pub(super) scripts: &'static Scripts,
+}
+
+/// Every script the gateway runs, compiled once per process: a `Script`
+/// copies its source, and there is one Store per channel.
+pub(super) struct Scripts {
     pub(super) inbound: Script,
     status: Script,
     status_clear: Script,
@@ -34,6 +41,19 @@ pub struct Store {
     pub(super) unanswered: Script,
 }
 
+static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scripts {
+    inbound: Script::new(contract::INBOUND_SCRIPT),
+    status: Script::new(contract::STATUS_SCRIPT),
+    status_clear: Script::new(contract::STATUS_CLEAR_SCRIPT),
+    typing_done: Script::new(contract::TYPING_DONE_SCRIPT),
+    replace_if: Script::new(contract::REPLACE_IF_SCRIPT),
+    probe: Script::new(contract::PROBE_SCRIPT),
+    dead_letter: Script::new(contract::DEAD_LETTER_SCRIPT),
+    lengths: Script::new(contract::LENGTHS_SCRIPT),
+    trace_note: Script::new(contract::TRACE_NOTE_SCRIPT),
+    unanswered: Script::new(contract::UNANSWERED_SCRIPT),
+});
+
 impl Store {
     pub fn new(target: Target) -> Store {
         Store {
@@ -42,16 +62,7 @@ impl Store {
             con: None,
             hold_off: None,
             connect_wait: CONNECT_DEADLINE,
-            inbound: Script::new(contract::INBOUND_SCRIPT),
-            status: Script::new(contract::STATUS_SCRIPT),
-            status_clear: Script::new(contract::STATUS_CLEAR_SCRIPT),
-            typing_done: Script::new(contract::TYPING_DONE_SCRIPT),
-            replace_if: Script::new(contract::REPLACE_IF_SCRIPT),
-            probe: Script::new(contract::PROBE_SCRIPT),
-            dead_letter: Script::new(contract::DEAD_LETTER_SCRIPT),
-            lengths: Script::new(contract::LENGTHS_SCRIPT),
-            trace_note: Script::new(contract::TRACE_NOTE_SCRIPT),
-            unanswered: Script::new(contract::UNANSWERED_SCRIPT),
+            scripts: &SCRIPTS,
         }
     }
 
@@ -119,7 +130,8 @@ impl Store {
     /// write is accepted (a key of this instance, kept 10 s).
     pub fn probe(&mut self, instance_id: &str) -> Result<()> {
         self.with(|con, me| {
-            me.probe
+            me.scripts
+                .probe
                 .key(contract::INBOUND)
                 .key(contract::OUTBOUND)
                 .key(contract::probe_key(instance_id))
@@ -228,7 +240,7 @@ impl Store {
         receipt: Option<(&str, &str)>,
     ) -> Result<()> {
         self.with(|con, me| {
-            let mut call = me.dead_letter.prepare_invoke();
+            let mut call = me.scripts.dead_letter.prepare_invoke();
             call.key(contract::DEAD).key(processing).arg(json).arg(contract::DEAD_MAX).arg(raw);
             if let Some((id, receipt)) = receipt {
                 call.key(contract::receipt_key(id)).arg(receipt).arg(contract::RECEIPT_TTL);
@@ -266,7 +278,7 @@ impl Store {
     /// Lengths of several lists in one round trip (and one reply).
     pub fn llens(&mut self, keys: &[&str]) -> Result<Vec<u64>> {
         self.with(|con, me| {
-            let mut call = me.lengths.prepare_invoke();
+            let mut call = me.scripts.lengths.prepare_invoke();
             for k in keys {
                 call.key(*k);
             }
@@ -286,7 +298,8 @@ impl Store {
     /// still holds `expected`. Returns whether it did.
     pub fn replace_if(&mut self, key: &str, expected: &str, value: &str, ttl: u64) -> Result<bool> {
         self.with(|con, me| {
-            let done: i64 = me.replace_if.key(key).arg(expected).arg(value).arg(ttl).invoke(con)?;
+            let done: i64 =
+                me.scripts.replace_if.key(key).arg(expected).arg(value).arg(ttl).invoke(con)?;
             Ok(done == 1)
         })
     }
@@ -307,7 +320,8 @@ impl Store {
     /// Marks a question answered; returns the typing reaction id to delete.
     pub fn typing_done(&mut self, app_id: &str, message_id: &str) -> Result<Option<String>> {
         self.with(|con, me| {
-            me.typing_done
+            me.scripts
+                .typing_done
                 .key(contract::typing_key(app_id, message_id))
                 .arg(contract::REPLY_TTL)
                 .arg(contract::TYPING_DONE)
@@ -331,6 +345,7 @@ impl Store {
     ) -> Result<bool> {
         self.with(|con, me| {
             let written: i64 = me
+                .scripts
                 .status
                 .key(contract::status_key(channel_id))
                 .arg(json)
@@ -345,7 +360,8 @@ impl Store {
     /// Deletes a status key if this instance wrote it.
     pub fn clear_status(&mut self, channel_id: &str, instance_id: &str) -> Result<()> {
         self.with(|con, me| {
-            me.status_clear
+            me.scripts
+                .status_clear
                 .key(contract::status_key(channel_id))
                 .arg(instance_id)
                 .invoke::<i64>(con)?;

@@ -242,9 +242,15 @@ pub(crate) struct Opened {
 /// HTTP and TLS calls need deep stacks; the pages they touch would stay
 /// resident for the life of the long-lived connection thread, so they are
 /// kept off it.
+///
+/// At most [`CONNECTS_AT_ONCE`] run at a time in the process: a start with
+/// many channels then neither bursts Feishu with calls nor holds a thousand
+/// TLS handshakes in memory at once (their freed buffers fragmented the
+/// heap for good).
 fn on_helper(
     connect: impl FnOnce() -> Result<Opened, ConnectError> + Send,
 ) -> Result<Opened, ConnectError> {
+    let _slot = ConnectSlot::take();
     std::thread::scope(|scope| {
         let helper =
             std::thread::Builder::new().name("feishu-connect".into()).spawn_scoped(scope, connect);
@@ -284,4 +290,33 @@ fn connect(
         ep.config.ping_interval.as_secs()
     );
     Ok(Opened { socket, config: ep.config, service: endpoint::service_id(&ep.url) })
+}
+
+/// Connects in progress at once, per process.
+const CONNECTS_AT_ONCE: usize = 16;
+
+static CONNECTING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// One of the [`CONNECTS_AT_ONCE`] slots, held while connecting.
+struct ConnectSlot;
+
+impl ConnectSlot {
+    fn take() -> ConnectSlot {
+        let (count, freed) = &CONNECTING;
+        let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= CONNECTS_AT_ONCE {
+            n = freed.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n += 1;
+        ConnectSlot
+    }
+}
+
+impl Drop for ConnectSlot {
+    fn drop(&mut self) {
+        let (count, freed) = &CONNECTING;
+        *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        freed.notify_one();
+    }
 }

@@ -44,7 +44,7 @@ pub struct Conn<'a> {
 impl Conn<'_> {
     /// Runs until the connection is lost or the channel is stopped.
     pub fn read_loop(&mut self, Opened { mut socket, mut config, service }: Opened) -> End {
-        let _watch = tcp_of(&socket).map(|tcp| self.stop.watch(tcp));
+        let _watch = self.stop.watch(tcp_of(&socket));
         let mut reassembler = Reassembler::new(Limits::default());
         let ping = WsMessage::Binary(Frame::ping(service).encode().into());
         let mut liveness = Liveness::new(Instant::now());

@@ -3,19 +3,54 @@
 //! handshake's Feishu headers included). Also the socket-mode switches the
 //! session needs. Refuses `ws://` unless the operator allowed it. Goes
 //! through the HTTP proxy of the environment, if any ([`proxy`]).
+//!
+//! TLS is OpenSSL's, with one context for every connection and
+//! `SSL_MODE_RELEASE_BUFFERS`: an idle connection keeps no read or write
+//! buffer (about 34 KiB each), and no copy of the CA bundle of its own.
 
-use std::io;
+use openssl::ssl::{SslConnector, SslMethod, SslMode, SslStream};
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 use tungstenite::protocol::WebSocketConfig;
-use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{HandshakeError, WebSocket};
 
 use super::super::endpoint::ConnectError;
 use super::{Transport, Tuning, proxy};
 
 /// The long connection's socket.
-pub type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocket<Stream>;
+
+/// TCP, or TLS over TCP.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<SslStream<TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
 
 pub fn io_to_connect(e: io::Error) -> ConnectError {
     ConnectError::network(e.to_string())
@@ -58,7 +93,9 @@ pub fn open_socket(
         .write_buffer_size(0)
         .max_message_size(Some(16 << 20))
         .max_frame_size(Some(16 << 20));
-    let (mut socket, _) = tungstenite::client_tls_with_config(url, tcp, Some(config), None)
+    let stream =
+        if tls { Stream::Tls(Box::new(tls_handshake(host, tcp)?)) } else { Stream::Plain(tcp) };
+    let (mut socket, _) = tungstenite::client::client_with_config(url, stream, Some(config))
         .map_err(|e| match e {
             HandshakeError::Failure(tungstenite::Error::Http(resp)) => {
                 let header = |k: &str| {
@@ -72,9 +109,6 @@ pub fn open_socket(
                 }
             }
             HandshakeError::Failure(tungstenite::Error::Io(e)) => io_to_connect(e),
-            HandshakeError::Failure(tungstenite::Error::Tls(e)) => {
-                ConnectError::network(format!("TLS: {e}"))
-            }
             HandshakeError::Failure(other) => {
                 ConnectError::Protocol(format!("WebSocket handshake: {other}"))
             }
@@ -84,6 +118,34 @@ pub fn open_socket(
         })?;
     set_read_timeout(&mut socket, tuning.max_wait).map_err(io_to_connect)?;
     Ok(socket)
+}
+
+/// The TLS context shared by every long connection (the CA files are read
+/// once: `SSL_CERT_FILE`, `SSL_CERT_DIR` or OpenSSL's default paths).
+fn shared_tls() -> Result<&'static SslConnector, &'static str> {
+    static TLS: std::sync::LazyLock<Result<SslConnector, String>> =
+        std::sync::LazyLock::new(|| {
+            // native-tls finds the host's CA bundle for a static build (the
+            // REST calls use it); creating one first makes OpenSSL look there too.
+            let _ = native_tls::TlsConnector::new();
+            let mut b =
+                SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
+            b.set_mode(SslMode::RELEASE_BUFFERS);
+            Ok(b.build())
+        });
+    TLS.as_ref().map_err(String::as_str)
+}
+
+/// The TLS handshake, bounded by the socket's timeouts (set before).
+fn tls_handshake(host: &str, tcp: TcpStream) -> Result<SslStream<TcpStream>, ConnectError> {
+    let connector = shared_tls().map_err(|e| ConnectError::network(format!("TLS: {e}")))?;
+    let config = connector.configure().map_err(|e| ConnectError::network(format!("TLS: {e}")))?;
+    config.connect(host, tcp).map_err(|e| match e {
+        openssl::ssl::HandshakeError::WouldBlock(_) => {
+            ConnectError::Network("TLS handshake timed out".into())
+        }
+        other => ConnectError::network(format!("TLS: {other}")),
+    })
 }
 
 fn connect_direct(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ConnectError> {
@@ -97,29 +159,20 @@ fn connect_direct(host: &str, port: u16, timeout: Duration) -> Result<TcpStream,
     Err(io_to_connect(last))
 }
 
-pub fn set_read_timeout(socket: &mut Socket, d: Duration) -> io::Result<()> {
-    match socket.get_mut() {
-        MaybeTlsStream::Plain(s) => s.set_read_timeout(Some(d)),
-        MaybeTlsStream::NativeTls(s) => s.get_mut().set_read_timeout(Some(d)),
-        _ => Ok(()),
+/// The TCP socket under the WebSocket (and TLS).
+pub fn tcp_of(socket: &Socket) -> &TcpStream {
+    match socket.get_ref() {
+        Stream::Plain(s) => s,
+        Stream::Tls(s) => s.get_ref(),
     }
 }
 
-/// The TCP socket under the WebSocket (and TLS), for a stop to shut down.
-pub fn tcp_of(socket: &Socket) -> Option<&TcpStream> {
-    match socket.get_ref() {
-        MaybeTlsStream::Plain(s) => Some(s),
-        MaybeTlsStream::NativeTls(s) => Some(s.get_ref()),
-        _ => None,
-    }
+pub fn set_read_timeout(socket: &mut Socket, d: Duration) -> io::Result<()> {
+    tcp_of(socket).set_read_timeout(Some(d))
 }
 
 pub fn set_nonblocking(socket: &mut Socket, on: bool) -> io::Result<()> {
-    match socket.get_mut() {
-        MaybeTlsStream::Plain(s) => s.set_nonblocking(on),
-        MaybeTlsStream::NativeTls(s) => s.get_mut().set_nonblocking(on),
-        _ => Ok(()),
-    }
+    tcp_of(socket).set_nonblocking(on)
 }
 
 #[cfg(test)]
