@@ -7,5 +7,6 @@ mod connect;
 pub mod contract;
 mod error;
 pub(crate) mod questions;
+mod statuses;
 pub(crate) mod store;
 pub(crate) mod watch;

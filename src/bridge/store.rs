@@ -30,8 +30,8 @@ pub struct Store {
 /// copies its source, and there is one Store per channel.
 pub(super) struct Scripts {
     pub(super) inbound: Script,
-    status: Script,
-    status_clear: Script,
+    pub(super) status: Script,
+    pub(super) status_clear: Script,
     typing_done: Script,
     replace_if: Script,
     probe: Script,
@@ -332,41 +332,6 @@ impl Store {
     /// The channel's config entry, read directly (for an unknown channel).
     pub fn read_config(&mut self, channel_id: &str) -> Result<Option<Vec<u8>>> {
         self.with(|con, _| redis::cmd("HGET").arg(contract::CONFIG).arg(channel_id).query(con))
-    }
-
-    /// Writes a status key under the "connected wins" rule.
-    pub fn write_status(
-        &mut self,
-        channel_id: &str,
-        json: &str,
-        connected: bool,
-        instance_id: &str,
-        ttl: u64,
-    ) -> Result<bool> {
-        self.with(|con, me| {
-            let written: i64 = me
-                .scripts
-                .status
-                .key(contract::status_key(channel_id))
-                .arg(json)
-                .arg(ttl)
-                .arg(if connected { "1" } else { "0" })
-                .arg(instance_id)
-                .invoke(con)?;
-            Ok(written == 1)
-        })
-    }
-
-    /// Deletes a status key if this instance wrote it.
-    pub fn clear_status(&mut self, channel_id: &str, instance_id: &str) -> Result<()> {
-        self.with(|con, me| {
-            me.scripts
-                .status_clear
-                .key(contract::status_key(channel_id))
-                .arg(instance_id)
-                .invoke::<i64>(con)?;
-            Ok(())
-        })
     }
 
     pub fn write_heartbeat(&mut self, instance_id: &str, json: &str) -> Result<()> {

@@ -3,7 +3,7 @@
 //! the queue-length gauges, Redis reachability in the log (once per
 //! change), and the `STATUS=` line `systemctl status` shows.
 
-use super::Supervisor;
+use super::{Channel, Supervisor};
 use crate::bridge::contract::{self, State};
 use crate::bridge::store;
 use crate::clock::now_ms;
@@ -99,16 +99,7 @@ impl Supervisor {
 
     pub(super) fn write_status(&mut self, id: &str) {
         let Some(ch) = self.channels.get(id) else { return };
-        let json = contract::status_json(&contract::Status {
-            channel_id: id,
-            app_id: ch.config.as_ref().ok().map(|c| c.app_id.as_str()),
-            state: ch.state,
-            since: ch.since,
-            last_event_at: ch.last_event_at,
-            last_error: ch.last_error.as_ref().map(|e| (e.code.as_str(), e.message.as_str())),
-            instance_id: &self.cfg.instance_id,
-            now_ms: now_ms(),
-        });
+        let json = self.status_of(id, ch, now_ms());
         let connected = ch.state == State::Connected;
         let result = self.store.write_status(
             id,
@@ -118,6 +109,34 @@ impl Supervisor {
             self.cfg.status_ttl,
         );
         self.note_redis("status write", result.map(|_| ()));
+    }
+
+    /// Refreshes every channel's status key, batched (the periodic refresh:
+    /// with 1000 channels, a handful of round trips instead of 1000).
+    pub(super) fn write_all_statuses(&mut self) {
+        let now = now_ms();
+        let statuses: Vec<(String, String, bool)> = self
+            .channels
+            .iter()
+            .map(|(id, ch)| (id.clone(), self.status_of(id, ch, now), ch.state == State::Connected))
+            .collect();
+        let result =
+            self.store.write_statuses(&statuses, &self.cfg.instance_id, self.cfg.status_ttl);
+        self.note_redis("status write", result);
+    }
+
+    /// A channel's status value (PROTOCOL.md §4).
+    fn status_of(&self, id: &str, ch: &Channel, now: u64) -> String {
+        contract::status_json(&contract::Status {
+            channel_id: id,
+            app_id: ch.config.as_ref().ok().map(|c| c.app_id.as_str()),
+            state: ch.state,
+            since: ch.since,
+            last_event_at: ch.last_event_at,
+            last_error: ch.last_error.as_ref().map(|e| (e.code.as_str(), e.message.as_str())),
+            instance_id: &self.cfg.instance_id,
+            now_ms: now,
+        })
     }
 
     /// Tells systemd how the channels are doing (`systemctl status` shows it).

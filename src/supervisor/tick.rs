@@ -45,10 +45,7 @@ impl Supervisor {
         }
         if now >= self.next_status {
             self.next_status = now + Duration::from_secs(self.cfg.status_ttl / 3);
-            let ids: Vec<String> = self.channels.keys().cloned().collect();
-            for id in ids {
-                self.write_status(&id);
-            }
+            self.write_all_statuses();
         }
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + HEARTBEAT_EVERY;

@@ -6,7 +6,12 @@
 //!
 //! Usage: gateway-bench [--out FILE] [--gateway BIN] [--events N]
 //!        [--bridge-events N] [--serial N] [--backlog N] [--channels 0,1,100,1000]
-//!        [--idle SECONDS] [--only gateway,node,python,floor]
+//!        [--idle SECONDS] [--only gateway,static,node,python,floor]
+//!        [--parts latency,throughput,outbound,scale]
+//!
+//! Diagnostics: BENCH_THREADS=1 prints each scale stage's wake-ups by
+//! thread name; BENCH_WRAP="strace -f -c -o FILE" (any command) runs the
+//! gateway under it; BENCH_RUST_LOG sets the gateway's log filter (info).
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool
 
 mod measure;
@@ -30,6 +35,8 @@ pub struct Args {
     pub channels: Vec<usize>,
     pub idle: Duration,
     pub only: Vec<Kind>,
+    /// Which measurements: latency, throughput, outbound, scale.
+    pub parts: Vec<String>,
 }
 
 fn args() -> Args {
@@ -43,7 +50,8 @@ fn args() -> Args {
         backlog: 3_000,
         channels: vec![0, 1, 100, 1000],
         idle: Duration::from_secs(30),
-        only: vec![Kind::Gateway, Kind::Node, Kind::Python, Kind::Floor],
+        only: vec![Kind::Gateway, Kind::Static, Kind::Node, Kind::Python, Kind::Floor],
+        parts: ["latency", "throughput", "outbound", "scale"].map(String::from).to_vec(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,11 +69,13 @@ fn args() -> Args {
                 a.channels =
                     value().split(',').map(|n| n.parse().expect("--channels N,N")).collect()
             }
+            "--parts" => a.parts = value().split(',').map(String::from).collect(),
             "--only" => {
                 a.only = value()
                     .split(',')
                     .map(|k| match k {
                         "gateway" => Kind::Gateway,
+                        "static" => Kind::Static,
                         "node" => Kind::Node,
                         "python" => Kind::Python,
                         "floor" => Kind::Floor,
@@ -91,20 +101,30 @@ pub struct Results {
 
 fn measure(s: &Subjects, a: &Args, kind: Kind) -> Results {
     let events = match kind {
-        Kind::Gateway | Kind::Floor => a.events,
+        Kind::Gateway | Kind::Static | Kind::Floor => a.events,
         Kind::Node | Kind::Python => a.bridge_events,
     };
     let name = kind.name();
-    eprintln!("{name}: serial latency, {} events…", a.serial);
-    let latency = measure::latency(s, kind, a.serial);
-    eprintln!("{name}: throughput, {events} events…");
-    let (rate, cpu) = measure::throughput(s, kind, events);
-    let out = kind.replies().then(|| {
+    // The static binary: only where the allocator matters, memory at scale.
+    let part = |p: &str| a.parts.iter().any(|x| x == p) && (kind != Kind::Static || p == "scale");
+    let latency = if part("latency") {
+        eprintln!("{name}: serial latency, {} events…", a.serial);
+        measure::latency(s, kind, a.serial)
+    } else {
+        vec![Duration::ZERO]
+    };
+    let (rate, cpu) = if part("throughput") {
+        eprintln!("{name}: throughput, {events} events…");
+        measure::throughput(s, kind, events)
+    } else {
+        (0.0, Duration::ZERO)
+    };
+    let out = (kind.replies() && part("outbound")).then(|| {
         eprintln!("{name}: outbound…");
         measure::outbound(s, kind, 500, a.backlog, 100)
     });
     let mut scale = Vec::new();
-    if kind.replies() {
+    if kind.replies() && part("scale") {
         let most = a.channels.iter().copied().max().unwrap_or(0);
         let stages =
             a.channels.iter().map(|n| (*n, false)).chain((most > 0).then_some((most, true)));
@@ -132,6 +152,7 @@ fn main() {
     let exe = std::env::current_exe().expect("current exe");
     let s = Subjects {
         gateway: a.gateway.clone(),
+        static_gateway: root.join("../target/static/asktable-feishu-gateway"),
         python: root.join("../target/lark-venv/bin/python"),
         node_modules: root.join("../target/node-bridge/node_modules"),
         null_relay: exe.with_file_name("null-relay"),
@@ -150,6 +171,9 @@ fn main() {
         "{} not found: run .ci/install-deps",
         s.node_modules.display()
     );
+    if a.only.contains(&Kind::Static) {
+        assert!(s.static_gateway.exists(), "{} not found: make static", s.static_gateway.display());
+    }
     let results: Vec<Results> = a.only.iter().map(|k| measure(&s, &a, *k)).collect();
     let versions = [
         command_output(

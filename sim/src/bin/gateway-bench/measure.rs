@@ -54,7 +54,7 @@ fn by_thread(pid: u32) -> Vec<(String, u64)> {
 }
 
 /// App ids the Node SDK accepts: `cli_` and 16 hex digits.
-pub const APP: &str = "cli_be0c4000000000001";
+pub const APP: &str = "cli_be0c400000000001";
 const SECRET: &str = "bench-secret";
 
 fn app(i: usize) -> String {

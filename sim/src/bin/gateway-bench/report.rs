@@ -56,7 +56,7 @@ fn machine() -> String {
 
 struct Table<'a> {
     md: &'a mut String,
-    results: &'a [Results],
+    results: &'a [&'a Results],
 }
 
 impl Table<'_> {
@@ -76,13 +76,13 @@ impl Table<'_> {
     }
 }
 
-fn find(results: &[Results], kind: Kind) -> Option<&Results> {
-    results.iter().find(|r| r.kind == kind)
+fn find<'a>(results: &[&'a Results], kind: Kind) -> Option<&'a Results> {
+    results.iter().find(|r| r.kind == kind).copied()
 }
 
 /// `gateway ÷ other` of one figure, with the target `≤ max`.
 fn ratio(
-    results: &[Results],
+    results: &[&Results],
     other: Kind,
     f: impl Fn(&Results) -> Option<f64>,
     max: Option<f64>,
@@ -104,8 +104,10 @@ fn stage(r: &Results, n: usize, tls: bool) -> Option<&Scale> {
     r.scale.iter().find(|s| s.n == n && s.tls == tls)
 }
 
-pub fn render(a: &Args, results: &[Results], versions: &[String]) -> String {
+pub fn render(a: &Args, all: &[Results], versions: &[String]) -> String {
     let mut md = String::new();
+    let side: Vec<&Results> = all.iter().filter(|r| r.kind != Kind::Static).collect();
+    let results = &side[..];
     let cmd = format!(
         "gateway-bench --events {} --bridge-events {} --serial {} --backlog {} --channels {} --idle {}",
         a.events,
@@ -204,7 +206,7 @@ pub fn render(a: &Args, results: &[Results], versions: &[String]) -> String {
          slack), so its backlog rate is capped at {budget:.0} replies/s for 100 apps; the bridges\n\
          do not pace at all (against the real Feishu they would collect 429s)."
     );
-    scale_tables(&mut md, a, results);
+    scale_tables(&mut md, a, all);
     md
 }
 
@@ -212,6 +214,7 @@ pub fn render(a: &Args, results: &[Results], versions: &[String]) -> String {
 /// configured (the production start), over ws:// and, at the largest N, wss://.
 fn scale_tables(md: &mut String, a: &Args, all: &[Results]) {
     let results: Vec<&Results> = all.iter().filter(|r| !r.scale.is_empty()).collect();
+    let all = &results[..];
     if results.is_empty() {
         return;
     }

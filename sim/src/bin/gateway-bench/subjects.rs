@@ -12,6 +12,8 @@ use std::time::Duration;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
     Gateway,
+    /// The same gateway as shipped: the static musl binary of `make static`.
+    Static,
     Node,
     Python,
     Floor,
@@ -21,6 +23,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Gateway => "gateway",
+            Kind::Static => "gateway, static (as shipped)",
             Kind::Node => "Node SDK bridge",
             Kind::Python => "Python SDK bridge",
             Kind::Floor => "null relay (floor)",
@@ -36,6 +39,7 @@ impl Kind {
 /// Where the subjects live.
 pub struct Subjects {
     pub gateway: PathBuf,
+    pub static_gateway: PathBuf,
     pub python: PathBuf,
     pub node_modules: PathBuf,
     pub null_relay: PathBuf,
@@ -61,14 +65,27 @@ impl Subjects {
         floor_app: (&str, &str),
     ) -> Gateway {
         let mut cmd = match kind {
-            Kind::Gateway => {
-                let mut c = Command::new(&self.gateway);
+            Kind::Gateway | Kind::Static => {
+                let bin = if kind == Kind::Static { &self.static_gateway } else { &self.gateway };
+                let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+                let mut words = wrap.split_whitespace();
+                let mut c = match words.next() {
+                    Some(first) => {
+                        let mut c = Command::new(first);
+                        c.args(words).arg(bin);
+                        c
+                    }
+                    None => Command::new(bin),
+                };
                 c.env_clear()
                     .env("PATH", std::env::var("PATH").unwrap_or_default())
                     .env("REDIS_URL", redis.url())
                     .env("FEISHU_BASE_URL", sim.base_url())
                     .env("GATEWAY_INSTANCE_ID", "bench")
-                    .env("RUST_LOG", "info")
+                    .env(
+                        "RUST_LOG",
+                        std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()),
+                    )
                     .env("TYPING_REACTION", "");
                 return spawn(c, ca, "Feishu Gateway running");
             }
