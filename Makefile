@@ -72,8 +72,9 @@ install:
 run:
 	$(CARGO) run --release --locked
 
-## Benchmarks; writes docs/BENCHMARKS.md.
+## Benchmarks (the gateway, its static build, the Node and Python SDK bridges, the floor); writes docs/BENCHMARKS.md.
 bench:
 	@./.ci/install-deps >/dev/null
 	$(CARGO) build --release --locked --workspace
+	./.ci/build-static >/dev/null
 	./target/release/gateway-bench --out docs/BENCHMARKS.md

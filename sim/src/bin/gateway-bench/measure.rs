@@ -2,7 +2,8 @@
 
 use feishu_sim::events::MessageEvent;
 use feishu_sim::harness::{
-    RedisServer, answer, channel, hwm_kib, push_outbound, put_channel, rss_kib, threads, wait_for,
+    Gateway, RedisServer, answer, channel, hwm_kib, push_outbound, put_channel, rss_kib, threads,
+    wait_for,
 };
 use feishu_sim::{Sim, SimOptions};
 use std::time::{Duration, Instant};
@@ -61,9 +62,8 @@ fn app(i: usize) -> String {
     format!("cli_{i:016x}")
 }
 
-/// Serial latency: one event at a time, from the frame written by the
-/// simulator to the item popped from the inbound list.
-pub fn latency(s: &Subjects, kind: Kind, n: usize) -> Vec<Duration> {
+/// A private Redis, the simulator and one subject with one connected channel.
+fn one_channel(s: &Subjects, kind: Kind) -> (RedisServer, Sim, Gateway, redis::Connection) {
     let redis = RedisServer::start();
     let sim = Sim::start(SimOptions { poll: Duration::from_micros(200), ..SimOptions::default() });
     sim.add_app(APP, SECRET);
@@ -71,6 +71,13 @@ pub fn latency(s: &Subjects, kind: Kind, n: usize) -> Vec<Duration> {
     put_channel(&mut con, "ch_bench", &channel("ch_bench", APP, SECRET));
     let gw = s.start(kind, &redis, &sim, None, (APP, SECRET));
     assert!(sim.wait_connections(APP, 1, Duration::from_secs(30)), "{}", gw.log());
+    (redis, sim, gw, con)
+}
+
+/// Serial latency: one event at a time, from the frame written by the
+/// simulator to the item popped from the inbound list.
+pub fn latency(s: &Subjects, kind: Kind, n: usize) -> Vec<Duration> {
+    let (_redis, sim, gw, mut con) = one_channel(s, kind);
     let mut samples = Vec::with_capacity(n);
     let warmup = n / 10;
     for i in 0..n + warmup {
@@ -94,13 +101,7 @@ pub fn latency(s: &Subjects, kind: Kind, n: usize) -> Vec<Duration> {
 /// Throughput: `n` events queued at once on one connection, and the
 /// subject's CPU time per event.
 pub fn throughput(s: &Subjects, kind: Kind, n: usize) -> (f64, Duration) {
-    let redis = RedisServer::start();
-    let sim = Sim::start(SimOptions { poll: Duration::from_micros(200), ..SimOptions::default() });
-    sim.add_app(APP, SECRET);
-    let mut con = redis.con();
-    put_channel(&mut con, "ch_bench", &channel("ch_bench", APP, SECRET));
-    let gw = s.start(kind, &redis, &sim, None, (APP, SECRET));
-    assert!(sim.wait_connections(APP, 1, Duration::from_secs(30)), "{}", gw.log());
+    let (_redis, sim, gw, mut con) = one_channel(s, kind);
     let payloads: Vec<String> =
         (0..n).map(|i| MessageEvent::text(APP, &format!("q{i}")).json()).collect();
     let cpu0 = cpu_time(gw.pid());
