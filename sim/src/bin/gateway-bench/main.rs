@@ -10,7 +10,8 @@
 //!        [--parts latency,throughput,outbound,scale]
 //!
 //! Diagnostics: BENCH_THREADS=1 prints each scale stage's wake-ups by
-//! thread name; BENCH_WRAP="strace -f -c -o FILE" (any command) runs the
+//! thread name and copies the gateway's /proc smaps to
+//! /tmp/gw-<N>-<tls>.smaps; BENCH_WRAP="strace -f -c -o FILE" (any command) runs the
 //! gateway under it; BENCH_RUST_LOG sets the gateway's log filter (info).
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool
 
