@@ -78,10 +78,19 @@ impl Supervisor {
             }
             Err(e) => {
                 log::error!("[{id}] cannot start a thread: {e}; retrying");
-                ch.restart_at = Some(Instant::now() + PANIC_RESTART_DELAY);
-                self.wake_by(Instant::now() + PANIC_RESTART_DELAY);
+                self.restart_later(&id);
             }
         }
+    }
+
+    /// Starts a channel's thread again after [`PANIC_RESTART_DELAY`]
+    /// (`on_tick` does it), waking the main loop then.
+    fn restart_later(&mut self, id: &str) {
+        let at = Instant::now() + PANIC_RESTART_DELAY;
+        if let Some(ch) = self.channels.get_mut(id) {
+            ch.restart_at = Some(at);
+        }
+        self.wake_by(at);
     }
 
     /// Asks a channel's thread to stop; it is joined when it has exited.
@@ -118,8 +127,7 @@ impl Supervisor {
         }
         let run = ch.run.take().expect("checked above");
         let _ = run.handle.join();
-        ch.restart_at = Some(Instant::now() + PANIC_RESTART_DELAY);
-        self.wake_by(Instant::now() + PANIC_RESTART_DELAY);
+        self.restart_later(id);
         let why = panic.unwrap_or_else(|| "the connection thread ended unexpectedly".into());
         panics::record(&format!("feishu-{id}"));
         log::error!("[{id}] connection thread failed: {why}; restarting this channel");

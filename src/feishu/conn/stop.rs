@@ -7,7 +7,7 @@
 //! side stays open for the close frame) and disconnects the channel that
 //! wakes the thread from a backoff wait.
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,15 +49,15 @@ impl Drop for StopHandle {
 }
 
 impl Stop {
-    /// Whether the thread was asked to stop.
+    /// Whether the thread was asked to stop (the flag is set before the
+    /// channel disconnects, so it alone says so).
     pub fn is_stopped(&self) -> bool {
         self.wake.stopped.load(Ordering::SeqCst)
-            || !matches!(self.rx.try_recv(), Err(TryRecvError::Empty))
     }
 
     /// Waits up to `d`; `true` when the thread was asked to stop.
     pub fn wait(&self, d: Duration) -> bool {
-        !matches!(self.rx.recv_timeout(d), Err(RecvTimeoutError::Timeout)) || self.is_stopped()
+        !matches!(self.rx.recv_timeout(d), Err(RecvTimeoutError::Timeout))
     }
 
     /// Registers the open connection's socket, so that a stop wakes a read

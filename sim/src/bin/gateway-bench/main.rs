@@ -126,16 +126,19 @@ fn measure(s: &Subjects, a: &Args, kind: Kind) -> Results {
     });
     let mut scale = Vec::new();
     if kind.replies() && part("scale") {
-        let most = a.channels.iter().copied().max().unwrap_or(0);
-        let stages =
-            a.channels.iter().map(|n| (*n, false)).chain((most > 0).then_some((most, true)));
-        for (n, tls) in stages {
+        for (n, tls) in stages(&a.channels) {
             let t = if tls { "wss://" } else { "ws://" };
             eprintln!("{name}: started with {n} channel(s) over {t}, idle {:?}…", a.idle);
             scale.push(measure::scale(s, kind, n, tls, a.idle));
         }
     }
     Results { kind, latency, rate, cpu, out, scale }
+}
+
+/// The scale stages: each channel count over ws://, the largest over wss:// too.
+pub fn stages(channels: &[usize]) -> Vec<(usize, bool)> {
+    let most = channels.iter().copied().max().unwrap_or(0);
+    channels.iter().map(|n| (*n, false)).chain((most > 0).then_some((most, true))).collect()
 }
 
 pub fn command_output(cmd: &Path, args: &[&str]) -> String {

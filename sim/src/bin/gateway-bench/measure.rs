@@ -22,20 +22,10 @@ pub fn cpu_time(pid: u32) -> Duration {
 /// Context switches of every thread of a process so far: how often its
 /// threads went to sleep and woke up.
 pub fn wakeups(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .flat_map(|status| {
-            status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
+    by_thread(pid).iter().map(|(_, n)| n).sum()
 }
 
+/// Context switches per thread, by the thread name's first word.
 fn by_thread(pid: u32) -> Vec<(String, u64)> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return vec![] };
     tasks

@@ -219,11 +219,7 @@ fn scale_tables(md: &mut String, a: &Args, all: &[Results]) {
     if results.is_empty() {
         return;
     }
-    let most = a.channels.iter().copied().max().unwrap_or(0);
-    let mut stages: Vec<(usize, bool)> = a.channels.iter().map(|n| (*n, false)).collect();
-    if most > 0 {
-        stages.push((most, true));
-    }
+    let stages = super::stages(&a.channels);
     let label = |n: usize, tls: bool| {
         format!("{n} app{}{}", if n == 1 { "" } else { "s" }, if tls { " over wss://" } else { "" })
     };
@@ -239,81 +235,75 @@ fn scale_tables(md: &mut String, a: &Args, all: &[Results]) {
          with its private CA.\n",
         a.idle.as_secs()
     );
-    let header = |md: &mut String, first: &str| {
+    let table = |md: &mut String,
+                 first: &str,
+                 cell: &dyn Fn(&Scale) -> String,
+                 target: &dyn Fn(usize, bool, Option<&Scale>) -> String| {
         let _ = writeln!(md, "| {first} | {} | target (gateway) |", names.join(" | "));
         let _ = writeln!(md, "|{}", "---|".repeat(names.len() + 2));
+        for &(n, tls) in &stages {
+            let cells: Vec<String> =
+                results.iter().map(|r| stage(r, n, tls).map_or("–".into(), cell)).collect();
+            let g = find(all, Kind::Gateway).and_then(|r| stage(r, n, tls));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                label(n, tls),
+                cells.join(" | "),
+                target(n, tls, g)
+            );
+        }
+        let _ = writeln!(md);
     };
-    header(md, "RSS / peak RSS");
-    for &(n, tls) in &stages {
-        let cells: Vec<String> = results
-            .iter()
-            .map(|r| {
-                stage(r, n, tls)
-                    .map_or("–".into(), |s| format!("{} / {}", mib(s.rss_kib), mib(s.hwm_kib)))
-            })
-            .collect();
-        let g = find(all, Kind::Gateway).and_then(|r| stage(r, n, tls));
-        let (rss_max, hwm_max) = match (n, tls) {
-            (0, _) => (Some(7.0), None),
-            (1000, false) => (Some(40.0), Some(48.0)),
-            (1000, true) => (Some(64.0), Some(72.0)),
-            _ => (None, None),
-        };
-        let target = match (rss_max, g) {
-            (Some(r), Some(g)) => {
-                let rss_ok = g.rss_kib as f64 / 1024.0 <= r;
-                let hwm_ok = hwm_max.is_none_or(|h| g.hwm_kib as f64 / 1024.0 <= h);
-                let peak = hwm_max.map(|h| format!(", peak ≤ {h} MiB")).unwrap_or_default();
-                format!("RSS ≤ {r} MiB{peak}{}", verdict(Some(rss_ok && hwm_ok)))
+    table(
+        md,
+        "RSS / peak RSS",
+        &|s| format!("{} / {}", mib(s.rss_kib), mib(s.hwm_kib)),
+        &|n, tls, g| {
+            let (rss_max, hwm_max) = match (n, tls) {
+                (0, _) => (Some(7.0), None),
+                (1000, false) => (Some(40.0), Some(48.0)),
+                (1000, true) => (Some(64.0), Some(72.0)),
+                _ => (None, None),
+            };
+            match (rss_max, g) {
+                (Some(r), Some(g)) => {
+                    let rss_ok = g.rss_kib as f64 / 1024.0 <= r;
+                    let hwm_ok = hwm_max.is_none_or(|h| g.hwm_kib as f64 / 1024.0 <= h);
+                    let peak = hwm_max.map(|h| format!(", peak ≤ {h} MiB")).unwrap_or_default();
+                    format!("RSS ≤ {r} MiB{peak}{}", verdict(Some(rss_ok && hwm_ok)))
+                }
+                _ => String::new(),
             }
-            _ => String::new(),
-        };
-        let _ = writeln!(md, "| {} | {} | {target} |", label(n, tls), cells.join(" | "));
-    }
-    let _ = writeln!(md);
-    header(md, "idle CPU (share of one core) · wake-ups/min");
-    for &(n, tls) in &stages {
-        let cells: Vec<String> = results
-            .iter()
-            .map(|r| {
-                stage(r, n, tls).map_or("–".into(), |s| {
-                    format!("{:.3} % · {:.0}", s.idle_cpu * 100.0, s.wakeups_per_min)
-                })
-            })
-            .collect();
-        let g = find(all, Kind::Gateway).and_then(|r| stage(r, n, tls));
-        let target = match (n, g) {
+        },
+    );
+    table(
+        md,
+        "idle CPU (share of one core) · wake-ups/min",
+        &|s| format!("{:.3} % · {:.0}", s.idle_cpu * 100.0, s.wakeups_per_min),
+        &|n, tls, g| match (n, g) {
             (1000, Some(g)) if !tls => format!("≤ 0.2 %{}", verdict(Some(g.idle_cpu <= 0.002))),
             _ => String::new(),
-        };
-        let _ = writeln!(md, "| {} | {} | {target} |", label(n, tls), cells.join(" | "));
-    }
-    let _ = writeln!(md);
-    header(md, "time until every app is connected · threads");
-    for &(n, tls) in &stages {
-        let cells: Vec<String> = results
-            .iter()
-            .map(|r| {
-                stage(r, n, tls).map_or("–".into(), |s| {
-                    format!("{:.2} s · {}", s.connect.as_secs_f64(), s.threads)
-                })
-            })
-            .collect();
-        let g = find(all, Kind::Gateway).and_then(|r| stage(r, n, tls));
-        let node = find(all, Kind::Node).and_then(|r| stage(r, n, tls));
-        let target = match (n, g, node) {
-            (1000, Some(g), Some(node)) if !tls => {
-                format!("≤ Node's{}", verdict(Some(g.connect <= node.connect)))
+        },
+    );
+    table(
+        md,
+        "time until every app is connected · threads",
+        &|s| format!("{:.2} s · {}", s.connect.as_secs_f64(), s.threads),
+        &|n, tls, g| {
+            let node = find(all, Kind::Node).and_then(|r| stage(r, n, tls));
+            match (n, g, node) {
+                (1000, Some(g), Some(node)) if !tls => {
+                    format!("≤ Node's{}", verdict(Some(g.connect <= node.connect)))
+                }
+                _ => String::new(),
             }
-            _ => String::new(),
-        };
-        let _ = writeln!(md, "| {} | {} | {target} |", label(n, tls), cells.join(" | "));
-    }
+        },
+    );
 }
 
 /// What the figures rest on: findings that hold across runs.
-const NOTES: &str = "
-## Notes
+const NOTES: &str = "## Notes
 
 - **Idle.** A connection thread sleeps in its socket read until its next deadline (a ping
   every `PingInterval`, the end of a pong wait, a fragment expiring) and is woken for a stop
