@@ -73,6 +73,9 @@ pub struct Routing {
     pub agent_id: Option<String>,
     pub project_id: Option<String>,
     pub group_policy: GroupPolicy,
+    /// `welcome_message`: sent when the bot is added to a group or a user
+    /// first opens the one-on-one chat (`None`: no welcome).
+    pub welcome: Option<String>,
 }
 
 /// One channel as configured by AskTable Server.

@@ -41,6 +41,12 @@ pub struct Config {
     pub no_answer_hint: String,
     /// `METRICS_ADDR`, default off.
     pub metrics_addr: Option<SocketAddr>,
+    /// `CARDKIT_STREAMING`, default `on`: progress answers stream into
+    /// CardKit cards; `off` updates message cards (PATCH) instead.
+    pub cardkit: bool,
+    /// `CARDKIT_REOPEN_AFTER`, default 500 s: streaming is turned on again
+    /// after this long (Feishu closes it after about 600 s).
+    pub stream_reopen: Duration,
     /// `REDIS_SENTINELS` (`host:port,host:port,…`) with
     /// `REDIS_SENTINEL_MASTER`: find the master through Redis Sentinel.
     pub redis_sentinels: Vec<(String, u16)>,
@@ -222,6 +228,12 @@ impl Config {
             no_answer_hint: get("NO_ANSWER_HINT")
                 .unwrap_or_else(|| DEFAULT_NO_ANSWER_HINT.to_owned()),
             metrics_addr,
+            cardkit: match get("CARDKIT_STREAMING").as_deref().map(str::trim) {
+                None | Some("on" | "1" | "true") => true,
+                Some("off" | "0" | "false") => false,
+                Some(v) => return Err(err("CARDKIT_STREAMING", format!("{v:?} is not on or off"))),
+            },
+            stream_reopen: Duration::from_secs(secs("CARDKIT_REOPEN_AFTER", 500, 1)?),
         })
     }
 

@@ -16,7 +16,7 @@ use crate::channel::Routing;
 use crate::clock::now_ms;
 use crate::feishu::api::AppCreds;
 use crate::feishu::conn::{InboundStore, StoreError, Stored};
-use crate::feishu::event::{Message, NonText};
+use crate::feishu::event::{ChatEntered, Message, NonText};
 use crate::outbound::TypingJob;
 
 /// The connection thread's view of Redis: stores inbound items, queues
@@ -89,6 +89,24 @@ impl InboundStore for InboundWriter {
             .map_err(StoreError::from)?;
         let why = format!("not text ({}): the text-only hint was sent", m.msg_type);
         self.note_skipped(&m.message_id, &why);
+        Ok(())
+    }
+
+    fn store_welcome(&mut self, chat: &ChatEntered, text: &str) -> Result<(), StoreError> {
+        let app_id = &self.creds.app_id;
+        let json = contract::welcome_item(&self.channel_id, app_id, &chat.chat_id, text, now_ms());
+        let item = InboundItem {
+            keys: vec![contract::welcome_key(app_id, &chat.chat_id)],
+            trace: String::new(),
+            json,
+        };
+        let queued = self
+            .store
+            .push_unique(contract::OUTBOUND, &[item], contract::WELCOME_TTL, None)
+            .map_err(StoreError::from)?;
+        if queued.first() == Some(&true) {
+            log::info!("[{}] welcome queued for chat {}", self.channel_id, chat.chat_id);
+        }
         Ok(())
     }
 

@@ -26,6 +26,7 @@ pub const DEFAULT_SCOPES: &[&str] = &[
     "im:message.reactions:write_only",
     "im:chat:readonly",
     "application:application:self_manage",
+    "cardkit:card:write",
 ];
 
 /// One app's console settings.
@@ -58,7 +59,7 @@ impl Default for Console {
 }
 
 impl Console {
-    fn granted(&self, scope: &str) -> bool {
+    pub(crate) fn granted(&self, scope: &str) -> bool {
         self.scopes.get(scope) == Some(&Grant::Granted)
     }
 

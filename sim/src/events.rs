@@ -133,6 +133,38 @@ impl MessageEvent {
     }
 }
 
+/// `im.chat.member.bot.added_v1`: the bot was added to group `chat_id`.
+pub fn bot_added_to(app_id: &str, chat_id: &str) -> String {
+    chat_event(
+        app_id,
+        "im.chat.member.bot.added_v1",
+        json!({"chat_id": chat_id, "name": "Sales",
+        "operator_id": {"open_id": format!("ou_{}", rand_hex(32))}, "external": false}),
+    )
+}
+
+/// `im.chat.access_event.bot_p2p_chat_entered_v1`: a user opened the
+/// one-on-one chat `chat_id` with the bot.
+pub fn p2p_entered(app_id: &str, chat_id: &str) -> String {
+    chat_event(
+        app_id,
+        "im.chat.access_event.bot_p2p_chat_entered_v1",
+        json!({"chat_id": chat_id,
+        "operator_id": {"open_id": format!("ou_{}", rand_hex(32))}, "last_message_id": ""}),
+    )
+}
+
+/// Any other event (`event_type`, `event` body): acknowledged and ignored.
+pub fn chat_event(app_id: &str, event_type: &str, event: Value) -> String {
+    json!({
+        "schema": "2.0",
+        "header": {"event_id": rand_hex(32), "event_type": event_type,
+                   "create_time": now_ms().to_string(), "token": "", "app_id": app_id, "tenant_key": "t"},
+        "event": event,
+    })
+    .to_string()
+}
+
 /// Another event type the gateway must acknowledge and ignore.
 pub fn bot_added(app_id: &str) -> String {
     json!({

@@ -42,6 +42,11 @@ impl Response {
     pub fn json(status: u16, body: serde_json::Value) -> Response {
         Response { status, headers: Vec::new(), body: body.to_string(), delay: Duration::ZERO }
     }
+
+    /// The body parsed as JSON (`null` when it is not).
+    pub fn body_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_default()
+    }
 }
 
 pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;

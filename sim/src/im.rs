@@ -1,10 +1,12 @@
-//! The simulator's IM REST side: reply, send, card update and reactions,
-//! with Feishu's `uuid` idempotency, size limits and injected faults.
+//! The simulator's IM REST side: reply, send, card update, reactions and
+//! follow-up bubbles, with Feishu's `uuid` idempotency, size limits and
+//! injected faults. A message can show a CardKit entity (`cardkit`).
 
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::cardkit::{CardKit, FollowUps};
 use crate::http::{Request, Response};
 use crate::rand_hex;
 
@@ -25,6 +27,10 @@ pub struct SentMessage {
     /// How many times the content was updated.
     pub updates: usize,
     pub at: Instant,
+    /// The CardKit entity it shows (its `content` is the entity's card).
+    pub card_id: Option<String>,
+    /// Follow-up bubbles under it.
+    pub follow_ups: Vec<String>,
 }
 
 impl SentMessage {
@@ -64,6 +70,18 @@ pub enum Route {
     DeleteReaction,
     /// Any reply, send or update.
     AnyMessage,
+    /// CardKit: create an entity.
+    CardCreate,
+    /// CardKit: stream an element's content.
+    CardContent,
+    /// CardKit: settings (streaming on/off, summary).
+    CardSettings,
+    /// CardKit: replace the card or an element.
+    CardReplace,
+    /// Any CardKit call.
+    AnyCard,
+    /// `push_follow_up`.
+    FollowUp,
 }
 
 /// An injected fault: the next matching call gets it instead of success.
@@ -103,6 +121,12 @@ pub(crate) struct Im {
     pub user_messages: HashMap<String, String>,
     /// Apps whose every IM call answers only after this long.
     pub slow_apps: HashMap<String, Duration>,
+    /// Chat types seen in pushed events (`p2p`, `group`).
+    pub chat_types: HashMap<String, String>,
+    /// CardKit's card entities.
+    pub cards: CardKit,
+    /// PATCH calls on messages showing an entity (Feishu ignores them).
+    pub entity_patches: usize,
 }
 
 /// Text bodies over 150 KB and card/post bodies over 30 KB are refused.
@@ -124,6 +148,14 @@ impl Im {
             r == route
                 || (r == Route::AnyMessage
                     && matches!(route, Route::Reply | Route::Send | Route::Update))
+                || (r == Route::AnyCard
+                    && matches!(
+                        route,
+                        Route::CardCreate
+                            | Route::CardContent
+                            | Route::CardSettings
+                            | Route::CardReplace
+                    ))
         };
         let i = self.faults.iter().position(|(r, _)| matches(*r))?;
         self.faults.remove(i).map(|(_, f)| f)
@@ -137,6 +169,7 @@ impl Im {
         req: &Request,
         path_id: &str,
         sub_id: &str,
+        follow_up_window: Duration,
     ) -> Response {
         let body = req.json();
         match route {
@@ -151,6 +184,12 @@ impl Im {
                     .iter_mut()
                     .find(|m| m.message_id == path_id && m.app_id == app_id)
                 {
+                    // The docs: PATCH does not change a message that
+                    // references a card entity.
+                    Some(m) if m.card_id.is_some() => {
+                        self.entity_patches += 1;
+                        ok(json!({}))
+                    }
                     Some(m) if m.msg_type == "interactive" => {
                         m.content = content.to_owned();
                         m.updates += 1;
@@ -191,14 +230,52 @@ impl Im {
                     None => err(400, 231010, "reaction not found"),
                 }
             }
-            Route::AnyMessage => err(404, 404, "not found"),
+            Route::FollowUp => self.follow_up(app_id, path_id, &body, follow_up_window),
+            _ => err(404, 404, "not found"),
+        }
+    }
+
+    /// `POST /im/v1/messages/:id/push_follow_up`.
+    fn follow_up(&mut self, app_id: &str, id: &str, body: &Value, window: Duration) -> Response {
+        let Some(i) = self.messages.iter().position(|m| m.message_id == id && m.app_id == app_id)
+        else {
+            return err(400, 231003, "message not found");
+        };
+        let m = &self.messages[i];
+        let p2p = m.chat_id.as_ref().and_then(|c| self.chat_types.get(c)).map(String::as_str)
+            == Some("p2p");
+        let latest = !self.messages[i + 1..]
+            .iter()
+            .any(|n| n.app_id == app_id && n.chat_id.is_some() && n.chat_id == m.chat_id);
+        let rules = FollowUps { window };
+        match rules.check(p2p, latest, m.at, &body["follow_ups"]) {
+            Ok(items) => {
+                self.messages[i].follow_ups = items;
+                ok(json!({}))
+            }
+            Err(e) => e,
         }
     }
 
     fn send(&mut self, app_id: &str, route: Route, body: &Value, path_id: &str) -> Response {
         let msg_type = body["msg_type"].as_str().unwrap_or_default();
         let content = body["content"].as_str().unwrap_or_default();
-        if let Some(e) = check_content(msg_type, content) {
+        let entity = serde_json::from_str::<Value>(content)
+            .ok()
+            .filter(|v| msg_type == "interactive" && v["type"] == "card");
+        let mut card_id = None;
+        if let Some(v) = &entity {
+            // A uuid replay below answers with the message already sent.
+            let replay = body["uuid"]
+                .as_str()
+                .is_some_and(|u| self.uuids.contains_key(&(app_id.to_owned(), u.to_owned())));
+            if !replay {
+                match self.cards.check_send(app_id, v) {
+                    Ok(id) => card_id = Some(id),
+                    Err(e) => return e,
+                }
+            }
+        } else if let Some(e) = check_content(msg_type, content) {
             return e;
         }
         let uuid = body["uuid"].as_str().filter(|u| !u.is_empty()).map(str::to_owned);
@@ -242,7 +319,12 @@ impl Im {
             uuid: uuid.clone(),
             updates: 0,
             at: Instant::now(),
+            card_id: card_id.clone(),
+            follow_ups: Vec::new(),
         });
+        if let Some(c) = card_id.and_then(|id| self.cards.cards.get_mut(&id)) {
+            c.sent_as = Some(message_id.clone());
+        }
         if let Some(u) = uuid {
             self.uuids.insert((app_id.to_owned(), u), self.messages.len() - 1);
         }

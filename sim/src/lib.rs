@@ -12,6 +12,7 @@
 //! Faults are injected through methods: abrupt close, silent connection,
 //! garbage frames, wrong secrets, connection limits.
 
+pub mod cardkit;
 pub mod console;
 mod dispatch;
 pub mod events;
@@ -81,6 +82,11 @@ pub struct SimOptions {
     /// address (one a container reaches); `None`: 127.0.0.1 only. Plain
     /// HTTP and WebSocket only.
     pub public_host: Option<String>,
+    /// CardKit streaming closes by itself this long after it was last
+    /// turned on (Feishu: about 10 minutes); compress it in tests.
+    pub stream_timeout: Duration,
+    /// How long after sending a message follow-up bubbles may go under it.
+    pub follow_up_window: Duration,
 }
 
 impl Default for SimOptions {
@@ -96,6 +102,8 @@ impl Default for SimOptions {
             poll: Duration::from_millis(5),
             tls: false,
             public_host: None,
+            stream_timeout: Duration::from_secs(600),
+            follow_up_window: Duration::from_secs(600),
         }
     }
 }
@@ -250,9 +258,27 @@ impl Sim {
         self.inner.lock().im.withdrawn.insert(message_id.into());
     }
 
-    /// Every message the bots made visible, in order.
+    /// Every message the bots made visible, in order; one showing a card
+    /// entity has the entity's card as it is now as its `content`.
     pub fn messages(&self) -> Vec<SentMessage> {
-        self.inner.lock().im.messages.clone()
+        let st = self.inner.lock();
+        let mut messages = st.im.messages.clone();
+        for m in &mut messages {
+            if let Some(card) = m.card_id.as_ref().and_then(|id| st.im.cards.cards.get(id)) {
+                m.content = card.card.to_string();
+            }
+        }
+        messages
+    }
+
+    /// Every CardKit card entity, in no particular order.
+    pub fn cards(&self) -> Vec<cardkit::Card> {
+        self.inner.lock().im.cards.cards.values().cloned().collect()
+    }
+
+    /// PATCH calls on messages that show a card entity (Feishu ignores them).
+    pub fn entity_patches(&self) -> usize {
+        self.inner.lock().im.entity_patches
     }
 
     /// Every reaction the bots added.
@@ -306,6 +332,19 @@ impl Sim {
             let m = &v["event"]["message"];
             if let (Some(id), Some(chat)) = (m["message_id"].as_str(), m["chat_id"].as_str()) {
                 st.im.user_messages.insert(id.into(), chat.into());
+                if let Some(t) = m["chat_type"].as_str() {
+                    st.im.chat_types.insert(chat.into(), t.into());
+                }
+            }
+            let chat = v["event"]["chat_id"].as_str();
+            match (v["header"]["event_type"].as_str(), chat) {
+                (Some("im.chat.access_event.bot_p2p_chat_entered_v1"), Some(c)) => {
+                    st.im.chat_types.insert(c.into(), "p2p".into());
+                }
+                (Some("im.chat.member.bot.added_v1"), Some(c)) => {
+                    st.im.chat_types.insert(c.into(), "group".into());
+                }
+                _ => {}
             }
         }
         st.pushes.push(Push {

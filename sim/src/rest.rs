@@ -1,8 +1,10 @@
 //! The REST side: the endpoint call handing out WebSocket URLs, tenant
-//! tokens, `/bot/v3/info`, and the IM routes (delegated to `im`).
+//! tokens, `/bot/v3/info`, and the IM and CardKit routes (delegated to
+//! `im` and `cardkit`).
 
 use serde_json::{Value, json};
 
+use crate::cardkit::{replace_card, replace_element, set_content, set_settings};
 use crate::http::{Request, Response};
 use crate::state::{App, Inner, State};
 use crate::{Fault, Route, rand_hex, rand_u64};
@@ -117,6 +119,7 @@ pub(crate) fn rest(inner: &Inner, req: Request) -> Response {
                 ("PATCH", [id]) => (Route::Update, *id, ""),
                 ("POST", [id, "reactions"]) => (Route::AddReaction, *id, ""),
                 ("DELETE", [id, "reactions", rid]) => (Route::DeleteReaction, *id, *rid),
+                ("POST", [id, "push_follow_up"]) => (Route::FollowUp, *id, ""),
                 _ => return Response::json(404, json!({"code": 404, "msg": "not found"})),
             };
             let mut st = inner.lock();
@@ -134,14 +137,78 @@ pub(crate) fn rest(inner: &Inner, req: Request) -> Response {
                 Some(Fault::Delay(d)) => delay = d,
                 None => {}
             }
-            let mut r = st.im.handle(&app_id, route, &req, id, sub);
+            let window = inner.opts.follow_up_window;
+            let mut r = st.im.handle(&app_id, route, &req, id, sub, window);
             drop(st);
             inner.changed.notify_all();
             r.delay = delay;
             r
         }
+        (method, path) if path.starts_with("/open-apis/cardkit/v1/cards") => {
+            cardkit(inner, method, path, &body, &req)
+        }
         _ => Response::json(404, json!({"code": 404, "msg": "not found"})),
     }
+}
+
+/// The CardKit routes: create, stream content, settings, replace.
+fn cardkit(inner: &Inner, method: &str, path: &str, body: &Value, req: &Request) -> Response {
+    let rest = path.trim_start_matches("/open-apis/cardkit/v1/cards").trim_start_matches('/');
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let route = match (method, segs.as_slice()) {
+        ("POST", []) => Route::CardCreate,
+        ("PUT", [_, "elements", _, "content"]) => Route::CardContent,
+        ("PATCH", [_, "settings"]) => Route::CardSettings,
+        ("PUT", [_] | [_, "elements", _]) => Route::CardReplace,
+        _ => return Response::json(404, json!({"code": 404, "msg": "not found"})),
+    };
+    let mut st = inner.lock();
+    let Some(app_id) = bearer_app_id(&st, req) else { return invalid_token() };
+    let granted = st.apps.get(&app_id).is_some_and(|a| a.console.granted("cardkit:card:write"));
+    if !granted {
+        return Response::json(
+            400,
+            json!({"code": 99991672, "msg": format!("Access denied. One of the following scopes is required: [cardkit:card:write]. https://open.feishu.cn/app/{app_id}/auth?q=cardkit:card:write&op_from=openapi&token_type=tenant")}),
+        );
+    }
+    let delay = st.im.slow_apps.get(&app_id).copied().unwrap_or_default();
+    match st.im.take_fault(route) {
+        Some(Fault::Error { http, code, msg, reset }) => {
+            let mut r = Response::json(http, json!({"code": code, "msg": msg}));
+            if let Some(secs) = reset {
+                r.headers.push(("x-ogw-ratelimit-reset".into(), secs.to_string()));
+            }
+            return r;
+        }
+        Some(Fault::Delay(d)) => {
+            drop(st);
+            std::thread::sleep(d);
+            st = inner.lock();
+        }
+        None => {}
+    }
+    let timeout = inner.opts.stream_timeout;
+    let ck = &mut st.im.cards;
+    let mut r = match (route, segs.as_slice()) {
+        (Route::CardCreate, _) => ck.create(&app_id, body),
+        (Route::CardContent, [card, _, el, _]) => {
+            ck.operate(&app_id, card, "content", body, timeout, |c| set_content(c, el, body))
+        }
+        (Route::CardSettings, [card, _]) => {
+            ck.operate(&app_id, card, "settings", body, timeout, |c| set_settings(c, body))
+        }
+        (Route::CardReplace, [card]) => {
+            ck.operate(&app_id, card, "replace", body, timeout, |c| replace_card(c, body))
+        }
+        (Route::CardReplace, [card, _, el]) => {
+            ck.operate(&app_id, card, "replace", body, timeout, |c| replace_element(c, el, body))
+        }
+        _ => Response::json(404, json!({"code": 404, "msg": "not found"})),
+    };
+    drop(st);
+    inner.changed.notify_all();
+    r.delay = delay;
+    r
 }
 
 pub(crate) fn bearer_app_id(st: &State, req: &Request) -> Option<String> {

@@ -9,4 +9,5 @@ mod error;
 pub(crate) mod questions;
 mod statuses;
 pub(crate) mod store;
+pub(crate) mod streams;
 pub(crate) mod watch;

@@ -39,6 +39,7 @@ pub(super) struct Scripts {
     lengths: Script,
     pub(super) trace_note: Script,
     pub(super) unanswered: Script,
+    pub(super) stream_seq: Script,
 }
 
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scripts {
@@ -52,6 +53,7 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scrip
     lengths: Script::new(contract::LENGTHS_SCRIPT),
     trace_note: Script::new(contract::TRACE_NOTE_SCRIPT),
     unanswered: Script::new(contract::UNANSWERED_SCRIPT),
+    stream_seq: Script::new(contract::STREAM_SEQ_SCRIPT),
 });
 
 impl Store {

@@ -124,6 +124,8 @@ fn walk(cfg: Result<Config, crate::config::ConfigError>, args: &Args, lines: &mu
         unreachable: HashMap::new(),
         typing: !cfg.typing_reaction.is_empty(),
         chat: args.chat.clone(),
+        cardkit: cfg.cardkit,
+        cardkit_off: None,
     };
     let mut enabled = Vec::new();
     for (id, raw) in &configs {
@@ -144,6 +146,7 @@ fn walk(cfg: Result<Config, crate::config::ConfigError>, args: &Args, lines: &mu
         }
         lines.push(Line::ok(format!("{id}: config"), format!("app {}", c.app_id)));
         let base = cfg.feishu_base_url.clone().unwrap_or_else(|| c.domain.base_url().to_owned());
+        apps.cardkit_off = st.cardkit_off(&c.app_id).ok().flatten();
         apps.lines(lines, id, &c, base);
         enabled.push(id.clone());
     }

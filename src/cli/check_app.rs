@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use crate::bridge::contract;
 use crate::channel::{ChannelConfig, GroupPolicy};
 use crate::feishu::api::{Api, ApiError, AppCreds};
 use crate::feishu::diag::{self, Grant};
@@ -57,6 +58,10 @@ pub struct AppCheck<'a> {
     pub unreachable: HashMap<String, String>,
     pub typing: bool,
     pub chat: Option<String>,
+    /// `CARDKIT_STREAMING`.
+    pub cardkit: bool,
+    /// Why the gateway stopped streaming for this app, if it did (Redis).
+    pub cardkit_off: Option<String>,
 }
 
 fn console_hint(e: &str) -> &'static str {
@@ -183,6 +188,7 @@ impl AppCheck<'_> {
                 ),
             });
         }
+        out.push(self.streaming_line(&what("stream answers"), &base, &c.app_id, &scopes));
         // 5. Version and events, when the app may read its own info.
         let self_manage = scopes
             .iter()
@@ -209,6 +215,34 @@ impl AppCheck<'_> {
         // 6. One chat, when asked.
         if let Some(chat) = self.chat.clone() {
             out.push(self.chat_line(id, c, &creds, &chat));
+        }
+    }
+
+    /// Streaming into CardKit cards: a missing scope is not a failure
+    /// (progress then updates a message card), but it is said.
+    fn streaming_line(&self, what: &str, base: &str, app: &str, scopes: &[(String, bool)]) -> Line {
+        let link = diag::grant_link(base, app, diag::CARDKIT);
+        let granted = scopes.iter().any(|(s, g)| *g && s == diag::CARDKIT);
+        match (&self.cardkit_off, granted) {
+            _ if !self.cardkit => Line::skip(
+                what,
+                "CARDKIT_STREAMING=off: progress answers update a message card about once a second",
+            ),
+            (Some(why), _) => Line::skip(
+                what,
+                format!(
+                    "the gateway stopped streaming for this app ({why}); progress answers update a message card until it tries again (within {} min)",
+                    contract::CARDKIT_OFF_TTL / 60
+                ),
+            ),
+            (None, true) => Line::ok(what, "progress answers stream into CardKit cards"),
+            (None, false) => Line::skip(
+                what,
+                format!(
+                    "{} not granted: progress answers update a message card about once a second instead of typing out; to stream, add it at {link} and publish a new app version",
+                    diag::CARDKIT
+                ),
+            ),
         }
     }
 

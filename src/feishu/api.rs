@@ -93,15 +93,20 @@ impl ApiError {
             ApiError::Feishu { status, code, rate_limit_reset, .. } => {
                 let reset = rate_limit_reset.map(Duration::from_secs);
                 match code {
-                    99_991_400 | 230_020 | 1_000_004 | 1_000_005 => {
+                    // 230020 is a rate limit (not "target gone"), 11232
+                    // send flow control: both are retried later.
+                    99_991_400 | 230_020 | 11_232 | 1_000_004 | 1_000_005 => {
                         Failure::Transient(reset.or(Some(Duration::from_secs(1))))
                     }
+                    // CardKit: internal error, element not found/schema
+                    // (retried with the same sequence and uuid).
+                    300_120 | 300_313..=300_315 => Failure::Transient(None),
                     230_049 => Failure::Transient(Some(Duration::from_secs(1))),
                     c if TOKEN_INVALID.contains(c) => Failure::Transient(None),
                     230_011 | 231_003 | 230_050 | 230_054 | 230_111 => Failure::TargetGone,
                     230_071 | 230_072 | 230_019 => Failure::NoThreads,
                     230_099 => Failure::CardRejected,
-                    230_025 => Failure::TooLarge,
+                    230_025 | 200_860 => Failure::TooLarge,
                     _ if *status == 429 => {
                         Failure::Transient(reset.or(Some(Duration::from_secs(1))))
                     }
@@ -161,7 +166,7 @@ impl Api {
         &self.http
     }
 
-    fn url(creds: &AppCreds, path: &str) -> String {
+    pub(super) fn url(creds: &AppCreds, path: &str) -> String {
         format!("{}{}", creds.base_url.trim_end_matches('/'), path)
     }
 
@@ -330,7 +335,7 @@ impl Api {
     }
 }
 
-fn data_str(reply: &Reply, key: &str) -> String {
+pub(super) fn data_str(reply: &Reply, key: &str) -> String {
     reply
         .body
         .get("data")

@@ -42,6 +42,9 @@ pub const REACTIONS: Capability = Capability {
     any_of: &["im:message.reactions:write_only", "im:message.reactions", "im:message"],
 };
 
+/// The scope CardKit streaming needs.
+pub const CARDKIT: &str = "cardkit:card:write";
+
 /// The scope that lets `check` read the app's own info.
 pub const SELF_MANAGE: &str = "application:application:self_manage";
 

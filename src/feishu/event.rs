@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
 
-use super::crypto;
+use super::{chat_event, crypto};
 use crate::channel::GroupPolicy;
 
 /// What the parser needs to know besides the payload.
@@ -80,6 +80,8 @@ pub struct NonText {
     pub msg_type: String,
 }
 
+pub use super::chat_event::ChatEntered;
+
 /// Why an event is acknowledged without being stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
@@ -116,6 +118,7 @@ impl Skip {
 pub enum Outcome {
     Message(Box<Message>),
     NonText(NonText),
+    Entered(ChatEntered),
     /// Deliberately not stored; `message_id` when the event had one.
     Skipped {
         event_id: String,
@@ -259,7 +262,10 @@ pub fn parse(payload: &[u8], ctx: &Context) -> Result<Outcome, EventError> {
         return skip(Skip::TokenMismatch);
     }
     if header.event_type != "im.message.receive_v1" {
-        return skip(Skip::OtherEvent);
+        return match chat_event::entered(&header.event_type, env.event.as_ref(), &event_id) {
+            Some(Some(c)) if is_feishu_id(&c.chat_id) => Ok(Outcome::Entered(c)),
+            _ => skip(Skip::OtherEvent),
+        };
     }
     let ev: ReceiveEvent = serde_json::from_value(env.event.unwrap_or(Value::Null))
         .map_err(|e| malformed(Some(&event_id), e.to_string()))?;
@@ -553,7 +559,19 @@ mod tests {
         );
         assert!(matches!(parse_v(&v, &ctx()), Outcome::Skipped { reason: Skip::Empty, .. }));
         let mut v = event("p2p", "text", json!({"text": "hi"}), json!([]));
+        v["header"]["event_type"] = json!("im.chat.member.bot.deleted_v1");
+        assert!(matches!(parse_v(&v, &ctx()), Outcome::Skipped { reason: Skip::OtherEvent, .. }));
+        // The two events a welcome answers: the chat they name.
         v["header"]["event_type"] = json!("im.chat.member.bot.added_v1");
+        v["event"] = json!({"chat_id": "oc_g1", "name": "Sales"});
+        let Outcome::Entered(c) = parse_v(&v, &ctx()) else { panic!() };
+        assert_eq!((c.chat_id.as_str(), c.p2p), ("oc_g1", false));
+        v["header"]["event_type"] = json!("im.chat.access_event.bot_p2p_chat_entered_v1");
+        v["event"] = json!({"chat_id": "oc_p1", "last_message_id": ""});
+        let Outcome::Entered(c) = parse_v(&v, &ctx()) else { panic!() };
+        assert_eq!((c.chat_id.as_str(), c.p2p), ("oc_p1", true));
+        // Without a usable chat id there is nobody to welcome.
+        v["event"] = json!({"chat_id": "oc/../x"});
         assert!(matches!(parse_v(&v, &ctx()), Outcome::Skipped { reason: Skip::OtherEvent, .. }));
         let v = event("p2p", "text", json!({"text": "hi"}), json!([]));
         let vt = Context { verification_token: "other", ..ctx() };

@@ -108,6 +108,16 @@ impl Http {
         read(req.send(body.to_string()))
     }
 
+    /// `PUT url` with a JSON body and a bearer token.
+    pub fn put(&self, url: &str, body: &Value, bearer: &str) -> Result<Reply, HttpError> {
+        let req = self
+            .agent
+            .put(url)
+            .content_type("application/json; charset=utf-8")
+            .header("Authorization", &format!("Bearer {bearer}"));
+        read(req.send(body.to_string()))
+    }
+
     /// `DELETE url` with a bearer token.
     pub fn delete(&self, url: &str, bearer: &str) -> Result<Reply, HttpError> {
         read(self.agent.delete(url).header("Authorization", &format!("Bearer {bearer}")).call())

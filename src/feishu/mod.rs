@@ -1,10 +1,12 @@
 //! Everything that talks to Feishu, and the pure codecs behind it.
 //!
-//! `frame`, `reassembly`, `event` and `crypto` do no I/O; `http`, `endpoint`,
+//! `frame`, `reassembly`, `event`, `chat_event` and `crypto` do no I/O; `http`, `endpoint`,
 //! `api` and `conn` are the only code that reaches Feishu.
 
 /// `Api` appears in the supervisor test's substitute runner.
 pub mod api;
+pub(crate) mod cardkit;
+pub(crate) mod chat_event;
 /// `Session`, `Tuning`, `Update`, `InboundStore`, `Stop`: the runner's signature.
 pub mod conn;
 /// `encrypt`: the simulator-side tests build encrypted events with it.

@@ -11,7 +11,8 @@
 //!   ([`Limits::total`] items).
 //! - **Coalescing**: a newer item for a reply supersedes its queued progress
 //!   items (they are handed back to be removed), and a progress item waits
-//!   until its reply's card was last updated [`UPDATE_EVERY`] ago.
+//!   until its reply's card was last updated [`UPDATE_EVERY`] ago
+//!   ([`STREAM_EVERY`] for a CardKit card).
 //! - **Shutdown**: after [`Board::close`], everything queued is handed out
 //!   at once (no waiting for update slots) and `take` then returns `None`.
 //!
@@ -21,8 +22,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Progress updates per reply.
+/// Progress updates per reply on a message card (PATCH).
 pub const UPDATE_EVERY: Duration = Duration::from_secs(1);
+/// Progress updates per reply streaming into a CardKit card: about five
+/// operations a second (Feishu allows ten per card).
+pub const STREAM_EVERY: Duration = Duration::from_millis(200);
 /// How long a reply's last update time is remembered.
 const REMEMBER: Duration = Duration::from_secs(60);
 
@@ -181,11 +185,12 @@ impl<T> Board<T> {
         self.changed.notify_all();
     }
 
-    /// Records that `reply`'s card was updated at `now`.
-    pub fn shown(&self, reply: &str, now: Instant) {
+    /// Records that `reply`'s card was updated at `now`: its next progress
+    /// item waits until `every` later.
+    pub fn shown(&self, reply: &str, now: Instant, every: Duration) {
         let mut s = self.lock();
-        s.last_update.retain(|_, t| now.saturating_duration_since(*t) < REMEMBER);
-        s.last_update.insert(reply.to_owned(), now);
+        s.last_update.retain(|_, due| now.saturating_duration_since(*due) < REMEMBER);
+        s.last_update.insert(reply.to_owned(), now + every);
     }
 
     /// No more items will come: hand out what is queued, then end `take`.
@@ -206,7 +211,7 @@ impl<T> State<T> {
             }
             let head = &self.chats[key].entries[0];
             let due = match (&head.reply, head.progress, self.closed) {
-                (Some(r), true, false) => self.last_update.get(r).map(|t| *t + UPDATE_EVERY),
+                (Some(r), true, false) => self.last_update.get(r).copied(),
                 _ => None,
             };
             match due {
@@ -311,7 +316,7 @@ mod tests {
     fn progress_waits_for_its_slot_and_is_superseded_by_newer_items() {
         let b = board();
         let t0 = Instant::now();
-        b.shown("r1", t0);
+        b.shown("r1", t0, UPDATE_EVERY);
         b.push(progress("p1", "A", "r1"));
         assert_eq!(next(&b, t0 + MS(300)).unwrap_err(), Some(t0 + UPDATE_EVERY));
         // Another reply is not held back by r1.
@@ -328,7 +333,7 @@ mod tests {
     fn a_final_answer_supersedes_queued_progress_and_does_not_wait() {
         let b = board();
         let t0 = Instant::now();
-        b.shown("r1", t0);
+        b.shown("r1", t0, UPDATE_EVERY);
         b.push(progress("p1", "A", "r1"));
         b.push(entry("other", "app", "A"));
         let fin = Entry { reply: Some("r1".into()), ..entry("final", "app", "A") };
@@ -339,7 +344,7 @@ mod tests {
     #[test]
     fn closing_hands_out_everything_then_ends() {
         let b = Arc::new(board());
-        b.shown("r1", Instant::now());
+        b.shown("r1", Instant::now(), UPDATE_EVERY);
         b.push(progress("p1", "A", "r1"));
         b.close();
         let (p1, slot) = b.take().unwrap();

@@ -18,9 +18,11 @@
 
 mod board;
 mod budget;
+mod followup;
 mod pop;
 mod reply;
 mod send;
+mod stream;
 mod typing;
 mod unanswered;
 mod worker;
@@ -68,6 +70,10 @@ pub struct Settings {
     /// `ANSWER_TIMEOUT` (`None` = off) and `NO_ANSWER_HINT`.
     pub answer_timeout: Option<Duration>,
     pub no_answer_hint: String,
+    /// `CARDKIT_STREAMING`: progress streams into CardKit cards.
+    pub cardkit: bool,
+    /// `CARDKIT_REOPEN_AFTER`.
+    pub stream_reopen: Duration,
 }
 
 /// An item taken from Redis, as a worker sees it.

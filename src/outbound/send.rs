@@ -19,7 +19,7 @@ use crate::bridge::store::RedisError;
 use crate::clock::Backoff;
 use crate::feishu::api::{Api, ApiError, Destination, Failure};
 use crate::metrics;
-use crate::render::{self, Limits, Part};
+use crate::render::{self, Limits, Part, stream};
 
 /// How long a progress item is retried: less than the claim TTL, so that
 /// its claim is still held when it records the card (a preview that late
@@ -130,6 +130,20 @@ impl Courier {
         base: &str,
         variant: char,
     ) -> Result<Vec<String>, Undelivered> {
+        self.send_parts_from(ch, job, parts, base, variant, 0)
+    }
+
+    /// Like [`send_parts`](Self::send_parts), numbering the parts' uuids
+    /// from `first`.
+    pub fn send_parts_from(
+        &self,
+        ch: &ChannelRef,
+        job: &Job,
+        parts: &[Part],
+        base: &str,
+        variant: char,
+        first: usize,
+    ) -> Result<Vec<String>, Undelivered> {
         let item = &job.item;
         let mut ids = Vec::new();
         let mut in_thread = item.reply_in_thread;
@@ -139,7 +153,7 @@ impl Courier {
         let mut variant = variant;
         while i < parts.len() {
             let part = parts[i].clone();
-            let id = uuid(base, variant, i);
+            let id = uuid(base, variant, first + i);
             let dest = match (&item.message_id, &item.chat_id) {
                 (Some(m), _) if !to_chat => Destination::Reply { message_id: m, in_thread },
                 (_, Some(c)) => Destination::Chat { chat_id: c },
@@ -161,19 +175,17 @@ impl Courier {
                     to_chat = true;
                 }
                 Err(Undelivered::Refused(Failure::NoThreads, _)) if in_thread => in_thread = false,
+                // A card entity has no text to fall back to: the caller does.
                 Err(Undelivered::Refused(Failure::CardRejected | Failure::TooLarge, e))
-                    if part.msg_type == "interactive" =>
+                    if part.msg_type == "interactive" && !stream::is_entity_ref(&part.content) =>
                 {
                     log::warn!(
                         "outbound [{}]: Feishu refused a card for item {} ({e}); sending text instead",
                         item.channel_id,
                         item.id
                     );
-                    let rest: String = parts[i..]
-                        .iter()
-                        .map(|p| card_markdown(&p.content))
-                        .collect::<Vec<_>>()
-                        .join("\n\n");
+                    let rest: String =
+                        parts[i..].iter().map(stream::markdown).collect::<Vec<_>>().join("\n\n");
                     let mut text = render::texts(&rest, &self.limits);
                     parts.truncate(i);
                     parts.append(&mut text);
@@ -184,14 +196,6 @@ impl Courier {
         }
         Ok(ids)
     }
-}
-
-/// The Markdown inside a card part (for the text fallback).
-fn card_markdown(content: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(content)
-        .ok()
-        .and_then(|v| v["body"]["elements"][0]["content"].as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -205,14 +209,6 @@ mod tests {
         assert_ne!(a, uuid("9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d", 'c', 1));
         assert_ne!(a, uuid("9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d", 't', 0));
         assert!(uuid(&"x".repeat(64), 'c', 999).len() <= 50);
-    }
-
-    #[test]
-    fn the_text_fallback_takes_the_cards_markdown() {
-        let card = render::card_json("**总计** 42");
-        assert_eq!(card_markdown(&card), "**总计** 42");
-        assert_eq!(card_markdown("{\"text\":\"x\"}"), "");
-        assert_eq!(card_markdown("not json"), "");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::board::Board;
+use super::board::{Board, STREAM_EVERY, UPDATE_EVERY};
 use super::pop::InFlight;
 use super::reply::{self, Reply};
 use super::send::{Courier, Undelivered, uuid};
@@ -148,12 +148,22 @@ impl Worker {
             return self.dead(&job, &reason);
         };
         let irt = job.item.in_reply_to.clone().expect("progress items have in_reply_to");
-        let card = render::cards(&job.item.text, &self.courier.limits).swap_remove(0);
+        // `Some(every)`: shown, the next update waits that long.
         let result = match self.reply_state(&irt) {
-            Ok(Reply::Card(message_id)) => self.courier.call(&ch, &job, |api| {
-                api.update_card(&ch.creds, &message_id, &card.content)
-                    .map(|_| Some(message_id.clone()))
-            }),
+            Ok(Reply::Card(message_id)) => match self.stream_for(&irt, &message_id) {
+                Ok(Some(rec)) => self
+                    .stream_progress(&ch, &job, &irt, rec)
+                    .map(|shown| shown.then_some(STREAM_EVERY)),
+                Ok(None) => {
+                    let card = render::cards(&job.item.text, &self.courier.limits).swap_remove(0);
+                    self.courier
+                        .call(&ch, &job, |api| {
+                            api.update_card(&ch.creds, &message_id, &card.content)
+                        })
+                        .map(|_| Some(UPDATE_EVERY))
+                }
+                Err(e) => Err(e),
+            },
             // The first card's uuid derives from the reply, not the item, so
             // no retry or later item can create a second card.
             // Unclaimed (Redis unreachable included): no preview.
@@ -161,19 +171,30 @@ impl Worker {
                 if reply::claim(&mut self.store, &irt, contract::REPLY_PENDING)
                     .unwrap_or(false) =>
             {
-                let sent = self
-                    .courier
-                    .send_parts(&ch, &job, &[card], &irt, 'p')
-                    .map(|ids| ids.into_iter().next());
+                let streamed =
+                    if self.cardkit_on(&ch) { self.open_stream(&ch, &job, &irt) } else { None };
+                let sent = match streamed {
+                    Some(sent) => sent.map(|id| (id, STREAM_EVERY)),
+                    None => {
+                        let card =
+                            render::cards(&job.item.text, &self.courier.limits).swap_remove(0);
+                        self.courier
+                            .send_parts(&ch, &job, &[card], &irt, 'p')
+                            .map(|ids| (ids.into_iter().next().unwrap_or_default(), UPDATE_EVERY))
+                    }
+                };
                 // Only over our own claim: a final answer may have taken over.
-                if let (Ok(Some(card)), Some(question)) = (&sent, &job.item.message_id) {
+                if let (Ok((card, _)), Some(question)) = (&sent, &job.item.message_id) {
                     let _ = self.store.trace_note(question, &[("progress_card", card)]);
                 }
                 let _ = match &sent {
-                    Ok(Some(id)) => reply::record_card(&mut self.store, &irt, id),
+                    Ok((id, _)) => reply::record_card(&mut self.store, &irt, id),
                     _ => reply::keep_failed_claim(&mut self.store, &irt),
                 };
-                sent
+                // Soak finding 12: a card id a failover forgot made the
+                // final answer a second message.
+                self.store.confirm_replicated();
+                sent.map(|(_, every)| Some(every))
             }
             // Being created by another worker, or already final: a preview
             // that is no longer needed.
@@ -182,13 +203,13 @@ impl Worker {
         };
         match result {
             Ok(shown) => {
-                if shown.is_some() {
+                if let Some(every) = shown {
                     metrics::inc(metrics::OUTBOUND_ITEMS, &[("outcome", "progress")]);
                     // AskTable is working on it: ANSWER_TIMEOUT starts again.
                     if let Some(question) = &job.item.message_id {
                         let _ = self.store.touch_pending(question, now_ms());
                     }
-                    board.shown(&irt, Instant::now());
+                    board.shown(&irt, Instant::now(), every);
                 }
                 self.done(&job.raw);
             }
@@ -254,8 +275,8 @@ impl Worker {
         let limits = self.courier.limits;
         // An error or a notice is a reply of its own: it neither completes
         // nor claims the answer's card.
-        let plain = job.item.is_error || job.item.kind == Kind::Notice;
-        let irt = job.item.in_reply_to.clone().filter(|_| !plain);
+        let own = job.item.is_error || job.item.kind == Kind::Notice;
+        let irt = job.item.in_reply_to.clone().filter(|_| !own);
         // Which card to complete, if a progress card exists (or is being made).
         let mut streamed = None;
         if let Some(irt) = &irt {
@@ -268,7 +289,20 @@ impl Worker {
                 streamed = self.adopt_progress_card(&ch, &job, irt);
             }
         }
+        // A streamed card is a CardKit stream or a message card (PATCH).
+        let stream = match (&streamed, &irt) {
+            (Some(card_id), Some(irt)) => match self.stream_for(irt, card_id) {
+                Ok(rec) => rec,
+                // Without it, a PATCH could "update" a card entity, which
+                // Feishu ignores: the answer would not show.
+                Err(e) => return self.postpone(&job, &e),
+            },
+            _ => None,
+        };
         let result = match streamed {
+            Some(_) if let (Some(rec), Some(irt)) = (stream, &irt) => {
+                self.complete_stream(&ch, &job, irt, rec)
+            }
             // Complete the streamed card; further parts become new replies.
             Some(card_id) => {
                 let body = render::with_links(&job.item.text, &job.item.links);
@@ -296,7 +330,9 @@ impl Worker {
                 Ok(Vec::new())
             }
             None => {
-                let parts = if plain {
+                // An error message is plain text; a notice (a welcome) may
+                // be formatted like an answer.
+                let parts = if job.item.is_error {
                     render::texts(&job.item.text, &limits)
                 } else {
                     render::render(&job.item.text, &job.item.links, &limits)
@@ -336,6 +372,9 @@ impl Worker {
                     let lane = job.item.lane_key();
                     typing::untype(&mut self.store, &self.courier, &ch, message_id, lane);
                 }
+                if let Some(last) = ids.last() {
+                    self.follow_ups(&ch, &job, last);
+                }
                 self.done(&job.raw);
             }
             Err(reason) => self.dead(&job, &reason),
@@ -371,6 +410,15 @@ impl Worker {
     /// (or creates it now, if the creator died before Feishu had it). The
     /// caller then completes it like any streamed card.
     fn adopt_progress_card(&mut self, ch: &ChannelRef, job: &Job, irt: &str) -> Option<String> {
+        // A streaming card entity it created: sent (again) with the same uuid.
+        if let Ok(Some(rec)) = self.store.stream(irt) {
+            let card = rec.cards[0].0.clone();
+            let sent = self.resend_card(ch, job, irt, card)?.ok()?;
+            log::info!(
+                "outbound: completing streaming card {sent} of an interrupted reply to {irt}"
+            );
+            return Some(sent);
+        }
         let card = render::cards(&job.item.text, &self.courier.limits).swap_remove(0);
         let message_id = job.item.message_id.as_deref()?;
         let dest = Destination::Reply { message_id, in_thread: job.item.reply_in_thread };

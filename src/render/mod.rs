@@ -9,6 +9,7 @@
 
 mod blocks;
 mod split;
+pub mod stream;
 
 use serde_json::json;
 

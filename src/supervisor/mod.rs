@@ -216,6 +216,8 @@ impl Supervisor {
                 recover_every: Duration::from_secs(contract::HEARTBEAT_TTL),
                 answer_timeout: self.cfg.answer_timeout,
                 no_answer_hint: self.cfg.no_answer_hint.clone(),
+                cardkit: self.cfg.cardkit,
+                stream_reopen: self.cfg.stream_reopen,
             },
             self.client.clone(),
             self.api.clone(),

@@ -139,6 +139,7 @@ mod tests {
                 agent_id: None,
                 project_id: None,
                 group_policy: GroupPolicy::Mention,
+                welcome: None,
             },
         }
     }

@@ -9,6 +9,8 @@ mod support;
 mod architecture;
 /// Channel lifecycle end to end: add, change, disable, remove, bad configs, replicas.
 mod channels;
+/// Chat events (the welcome message) and follow-up bubbles.
+mod chats;
 /// The operator commands (`check`, `status`, `channel`).
 mod cli;
 /// The contract as a server developer implements it: schemas, receipts, the reference server, env tables.
@@ -33,6 +35,8 @@ mod properties;
 mod secrets;
 /// Redis Sentinel: failovers mid-traffic.
 mod sentinel;
+/// Progress answers streaming into CardKit cards, past every limit.
+mod streaming;
 /// The supervisor in-process with a substitute runner (panic isolation).
 mod supervisor;
 /// The systemd unit and sd_notify.

@@ -317,6 +317,7 @@ fn main() -> ExitCode {
             4 => {
                 for _ in 0..5 {
                     sim.inject(Route::AnyMessage, Fault::rate_limited(1));
+                    sim.inject(Route::AnyCard, Fault::code(429, 230020, "chat rate limit"));
                 }
                 "429 burst"
             }
@@ -327,6 +328,7 @@ fn main() -> ExitCode {
             6 => {
                 for _ in 0..3 {
                     sim.inject(Route::AnyMessage, Fault::Delay(Duration::from_secs(2)));
+                    sim.inject(Route::AnyCard, Fault::Delay(Duration::from_secs(2)));
                 }
                 "slow Feishu responses"
             }
@@ -339,6 +341,7 @@ fn main() -> ExitCode {
             8 => {
                 for _ in 0..3 {
                     sim.inject(Route::AnyMessage, Fault::server_error());
+                    sim.inject(Route::AnyCard, Fault::code(500, 300120, "internal error"));
                 }
                 "HTTP 500s"
             }
@@ -472,10 +475,31 @@ fn main() -> ExitCode {
         violations.push(format!("{} question(s) never stored, e.g. {detail:?}", missing.len()));
     }
     let mut shown: HashMap<String, usize> = HashMap::new();
+    let mut finals: HashSet<String> = HashSet::new();
     for m in sim.messages() {
+        // A card whose final answer had to go as a new reply says so: it
+        // is not a second answer.
+        if m.text().contains("完整回答见下一条消息") {
+            continue;
+        }
         if let Some(to) = m.reply_to.clone().or(m.chat_id.clone()) {
+            if m.text().contains(&format!("to {to}")) {
+                finals.insert(to.clone());
+            }
             *shown.entry(to).or_default() += 1;
         }
+    }
+    let excused_now = excused(&servers);
+    let unfinished: Vec<&String> = ids
+        .iter()
+        .filter(|m| shown.contains_key(*m) && !finals.contains(*m) && !excused_now.contains(*m))
+        .collect();
+    if !unfinished.is_empty() {
+        violations.push(format!(
+            "{} answer(s) whose final text never became visible, e.g. {:?}",
+            unfinished.len(),
+            unfinished.iter().take(3).collect::<Vec<_>>()
+        ));
     }
     let doubled = ids.iter().filter(|m| shown.get(*m).copied().unwrap_or(0) > 1).count();
     if doubled > 0 {

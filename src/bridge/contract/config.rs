@@ -61,6 +61,24 @@ impl Fields<'_> {
         }
     }
 
+    /// Text shown to users: may hold line breaks and tabs, no other
+    /// control character.
+    fn message(&self, name: &str, max: usize) -> Result<Option<String>, String> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.len() > max => {
+                Err(format!("{name} is longer than {max} bytes"))
+            }
+            Some(Value::String(s))
+                if s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
+            {
+                Err(format!("{name} holds control characters other than line breaks and tabs"))
+            }
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("{name} must be a string")),
+        }
+    }
+
     fn flag(&self, name: &str) -> Result<Option<bool>, String> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
@@ -119,6 +137,9 @@ pub(super) fn check_channel_id(id: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Longest `welcome_message` (bytes of UTF-8): one message's worth.
+const MAX_WELCOME: usize = 4096;
 
 fn parse(field: &str, raw: &[u8]) -> Result<ChannelConfig, String> {
     check_channel_id(field)?;
@@ -197,6 +218,7 @@ fn parse(field: &str, raw: &[u8]) -> Result<ChannelConfig, String> {
             agent_id: f.id("agent_id")?,
             project_id: f.id("project_id")?,
             group_policy,
+            welcome: f.message("welcome_message", MAX_WELCOME)?.filter(|w| !w.trim().is_empty()),
         },
     })
 }
@@ -229,6 +251,16 @@ mod tests {
         assert_eq!(c.domain, Domain::Custom("https://open.example.com".into()));
         assert_eq!(c.routing.project_id.as_deref(), Some("7"));
         assert_eq!(c.routing.group_policy, GroupPolicy::All);
+        assert_eq!(c.routing.welcome, None);
+        let w =
+            cfg(r#"{"app_id":"a","app_secret":"s","welcome_message":"你好！\n问我数据"}"#).unwrap();
+        assert_eq!(w.routing.welcome.as_deref(), Some("你好！\n问我数据"));
+        let blank = cfg(r#"{"app_id":"a","app_secret":"s","welcome_message":"  "}"#).unwrap();
+        assert_eq!(blank.routing.welcome, None, "blank is no welcome");
+        let bad = cfg(r#"{"app_id":"a","app_secret":"s","welcome_message":"x\u0007"}"#);
+        assert!(bad.unwrap_err().contains("welcome_message holds control characters"));
+        let bad = cfg(r#"{"app_id":"a","app_secret":"s","welcome_message":5}"#);
+        assert!(bad.unwrap_err().contains("welcome_message must be a string"));
         assert_eq!(
             cfg(r#"{"app_id":"a","app_secret":"s","domain":"lark"}"#).unwrap().domain,
             Domain::Lark

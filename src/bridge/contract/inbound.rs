@@ -59,10 +59,43 @@ pub fn hint_item(channel_id: &str, app_id: &str, m: &NonText, text: &str, now_ms
     .to_string()
 }
 
+/// The welcome the gateway queues itself for a chat the bot entered: a
+/// `notice` to the chat (id `welcome-<32 hex>` of app and chat, so both
+/// replicas and every redelivery make the same item).
+pub fn welcome_item(
+    channel_id: &str,
+    app_id: &str,
+    chat_id: &str,
+    text: &str,
+    now_ms: u64,
+) -> String {
+    let id = short_hash(&format!("{app_id}:{chat_id}"));
+    json!({
+        "schema": "at.channel.outbound", "v": VERSION, "id": format!("welcome-{id}"), "ts": now_ms,
+        "channel_id": channel_id,
+        "target": { "chat_id": chat_id, "reply_in_thread": false },
+        "kind": "notice", "status": "ok", "content": { "text": text, "attachments": [] }, "error": null,
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bridge::contract::parse_outbound;
+
+    #[test]
+    fn welcome_items_are_valid_notices_to_the_chat() {
+        let raw = welcome_item("ch_1", "cli_a", "oc_9", "**你好**", 5);
+        let o = parse_outbound(&raw).unwrap();
+        assert_eq!(o.text, "**你好**");
+        assert_eq!(o.chat_id.as_deref(), Some("oc_9"));
+        assert_eq!(o.message_id, None);
+        assert_eq!(o.kind, crate::bridge::contract::Kind::Notice);
+        let again = parse_outbound(&welcome_item("ch_1", "cli_a", "oc_9", "other", 9)).unwrap();
+        assert_eq!(o.id, again.id, "one id per app and chat");
+        assert!(o.id.starts_with("welcome-"));
+    }
     use crate::channel::GroupPolicy;
     use crate::feishu::event::{Mention, Sender};
     use serde_json::Value;
@@ -109,6 +142,7 @@ mod tests {
             agent_id: Some("ag".into()),
             project_id: None,
             group_policy: GroupPolicy::Mention,
+            welcome: None,
         };
         let v: Value =
             serde_json::from_str(&inbound_item("ch_1", "cli_a", &routing, &msg, 9)).unwrap();

@@ -8,17 +8,19 @@ mod config;
 mod inbound;
 mod outbound;
 mod status;
+mod stream;
 mod trace;
 
 use std::fmt;
 
 pub use config::{NewChannel, channel_config_json, field_name, parse_channel_config};
-pub use inbound::{hint_item, inbound_id, inbound_item};
+pub use inbound::{hint_item, inbound_id, inbound_item, welcome_item};
 pub use outbound::{
     APOLOGY, Fate, Kind, Outbound, dead_letter_json, escape_bytes, item_ids, parse_outbound,
     parse_outbound_bytes, receipt_json, short_hash,
 };
 pub use status::{State, Status, heartbeat_json, status_json};
+pub use stream::*;
 pub use trace::{
     PENDING, TRACE_NOTE_SCRIPT, TRACE_TTL, UNANSWERED_SCRIPT, UNANSWERED_TTL, app_of_inbound_id,
     notice_item, trace_key, unanswered_key,

@@ -34,7 +34,16 @@ pub struct Outbound {
     pub text: String,
     pub links: Vec<crate::render::Link>,
     pub is_error: bool,
+    /// `content.follow_ups`: short questions shown as follow-up bubbles
+    /// under the answer in a one-on-one chat: the first [`MAX_FOLLOW_UPS`]
+    /// of at most [`MAX_FOLLOW_UP_CHARS`] characters.
+    pub follow_ups: Vec<String>,
 }
+
+/// Most follow-up questions shown under one answer.
+pub const MAX_FOLLOW_UPS: usize = 5;
+/// Longest follow-up question, in characters.
+pub const MAX_FOLLOW_UP_CHARS: usize = 100;
 
 impl Outbound {
     /// The key that orders replies: items with the same lane key are handled
@@ -77,6 +86,9 @@ struct RawContent {
     text: String,
     #[serde(default)]
     attachments: Vec<Value>,
+    /// Suggested follow-up questions (additive to v1).
+    #[serde(default)]
+    follow_ups: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +202,17 @@ fn parse(raw: &str) -> Result<Outbound, String> {
     if !is_error && kind != Kind::Notice && text.trim().is_empty() && links.is_empty() {
         return Err("content.text is empty".into());
     }
+    let follow_ups: Vec<String> = r
+        .content
+        .follow_ups
+        .unwrap_or_default()
+        .into_iter()
+        .map(|q| q.trim().to_owned())
+        // A bubble is a question to tap: too long to read is left out
+        // (cutting it would change what is asked), and so are extra ones.
+        .filter(|q| !q.is_empty() && q.chars().count() <= MAX_FOLLOW_UP_CHARS)
+        .take(MAX_FOLLOW_UPS)
+        .collect();
     Ok(Outbound {
         id,
         channel_id,
@@ -201,6 +224,7 @@ fn parse(raw: &str) -> Result<Outbound, String> {
         text,
         links,
         is_error,
+        follow_ups,
     })
 }
 

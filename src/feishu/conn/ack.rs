@@ -28,6 +28,8 @@ pub enum Work {
     Question(Box<event::Message>),
     /// A non-text message whose hint reply must be queued.
     Hint(event::NonText),
+    /// A chat the bot entered: its welcome message (the text) must be queued.
+    Welcome(event::ChatEntered, String),
     /// Nothing: acknowledge with 200. The outcome label for metrics.
     Skip(&'static str),
     /// Cannot be understood now (no or a wrong Encrypt Key, a payload that
@@ -50,12 +52,13 @@ pub fn questions(pending: &[Pending]) -> Vec<&event::Message> {
 
 /// The ack code and metrics outcome of every event, in arrival order.
 /// `stored`: the store's answer for the questions in order, `None` when
-/// storing failed. `queue_hint` queues a
-/// hint reply and says whether it was queued; it is called in order.
+/// storing failed. `queue` queues the gateway's own reply to a
+/// [`Work::Hint`] or [`Work::Welcome`] and says whether it was queued; it is
+/// called in order.
 pub fn plan<'a>(
     works: impl IntoIterator<Item = &'a Work>,
     stored: Option<&[Stored]>,
-    mut queue_hint: impl FnMut(&event::NonText) -> bool,
+    mut queue: impl FnMut(&Work) -> bool,
 ) -> Vec<(u16, &'static str)> {
     let mut fresh = stored.map(|s| s.iter());
     works
@@ -66,8 +69,9 @@ pub fn plan<'a>(
                 Some(Stored::Duplicate) => (200, "duplicate"),
                 None => (500, "not_stored"),
             },
-            Work::Hint(m) if queue_hint(m) => (200, "unsupported"),
-            Work::Hint(_) => (500, "not_stored"),
+            Work::Hint(_) if queue(work) => (200, "unsupported"),
+            Work::Welcome(..) if queue(work) => (200, "welcomed"),
+            Work::Hint(_) | Work::Welcome(..) => (500, "not_stored"),
             Work::Skip(outcome) => (200, *outcome),
             Work::Refuse(outcome) => (500, *outcome),
         })
@@ -117,15 +121,27 @@ mod tests {
     }
 
     #[test]
-    fn hints_are_queued_in_order_and_a_failed_one_is_refused() {
-        let works = [hint("om_1"), question(), hint("om_2")];
+    fn own_replies_are_queued_in_order_and_a_failed_one_is_refused() {
         let mut asked = Vec::new();
-        let acks = plan(&works, Some(&[Stored::New]), |m| {
-            asked.push(m.message_id.clone());
-            m.message_id == "om_1"
+        let welcome = Work::Welcome(
+            event::ChatEntered { event_id: "e".into(), chat_id: "oc_w".into(), p2p: true },
+            "hi".into(),
+        );
+        let works = [hint("om_1"), question(), hint("om_2"), welcome];
+        let acks = plan(&works, Some(&[Stored::New]), |w| {
+            let id = match w {
+                Work::Hint(m) => m.message_id.clone(),
+                Work::Welcome(c, _) => c.chat_id.clone(),
+                _ => unreachable!("only own replies are queued"),
+            };
+            asked.push(id.clone());
+            id != "om_2"
         });
-        assert_eq!(asked, ["om_1", "om_2"]);
-        assert_eq!(acks, [(200, "unsupported"), (200, "stored"), (500, "not_stored")]);
+        assert_eq!(asked, ["om_1", "om_2", "oc_w"]);
+        assert_eq!(
+            acks,
+            [(200, "unsupported"), (200, "stored"), (500, "not_stored"), (200, "welcomed")]
+        );
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub trait InboundStore {
     /// (once per message). `Err`: nothing was queued.
     fn store_hint(&mut self, message: &event::NonText) -> Result<(), StoreError>;
 
+    /// Queues the channel's welcome message for a chat the bot entered,
+    /// once per chat across replicas and restarts. `Err`: nothing was queued.
+    fn store_welcome(&mut self, chat: &event::ChatEntered, text: &str) -> Result<(), StoreError>;
+
     /// Records, best effort, that a message was deliberately not stored
     /// (`why`: `event::Skip::as_str`), for `trace`.
     fn note_skipped(&mut self, _message_id: &str, _why: &str) {}

@@ -216,6 +216,7 @@ impl Conn<'_> {
         };
         let tag = self.tag;
         let parsed = event::parse(payload, &ctx);
+        let welcome = routing.welcome.clone().filter(|w| !w.trim().is_empty());
         drop(routing);
         let key_trouble = matches!(parsed, Err(EventError::NoEncryptKey | EventError::Decrypt(_)));
         if self.refusing && !key_trouble {
@@ -225,6 +226,17 @@ impl Conn<'_> {
         }
         match parsed {
             Ok(Outcome::Message(msg)) => Work::Question(msg),
+            Ok(Outcome::Entered(c)) => match welcome {
+                Some(text) => {
+                    log::info!(
+                        "{tag} bot entered chat {} ({}): welcome queued if it is the first time",
+                        c.chat_id,
+                        if c.p2p { "one-on-one" } else { "group" }
+                    );
+                    Work::Welcome(c, text)
+                }
+                None => Work::Skip("other_event"),
+            },
             Ok(Outcome::NonText(m)) => {
                 log::info!(
                     "{tag} {} message {} answered with the text-only hint",
@@ -298,14 +310,18 @@ impl Conn<'_> {
             );
         }
         let (store, tag) = (&mut *self.store, self.tag);
-        let acks = ack::plan(pending.iter().map(|p| &p.work), stored.as_deref().ok(), |m| {
-            match store.store_hint(m) {
+        let acks = ack::plan(pending.iter().map(|p| &p.work), stored.as_deref().ok(), |w| {
+            let (queued, what) = match w {
+                Work::Hint(m) => (store.store_hint(m), format!("hint for {}", m.message_id)),
+                Work::Welcome(c, text) => {
+                    (store.store_welcome(c, text), format!("welcome to {}", c.chat_id))
+                }
+                _ => return true,
+            };
+            match queued {
                 Ok(()) => true,
                 Err(e) => {
-                    log::warn!(
-                        "{tag} hint for {} not queued ({e}); Feishu will deliver it again",
-                        m.message_id
-                    );
+                    log::warn!("{tag} {what} not queued ({e}); Feishu will deliver it again");
                     false
                 }
             }

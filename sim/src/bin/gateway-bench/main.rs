@@ -7,7 +7,7 @@
 //! Usage: gateway-bench [--out FILE] [--gateway BIN] [--events N]
 //!        [--bridge-events N] [--serial N] [--backlog N] [--channels 0,1,100,1000]
 //!        [--idle SECONDS] [--only gateway,static,node,python,floor]
-//!        [--parts latency,throughput,outbound,scale]
+//!        [--parts latency,throughput,outbound,scale,stream]
 //!
 //! Diagnostics: BENCH_THREADS=1 prints each scale stage's wake-ups by
 //! thread name and copies the gateway's /proc smaps to
@@ -17,6 +17,7 @@
 
 mod measure;
 mod report;
+mod stream;
 mod subjects;
 
 use std::path::{Path, PathBuf};
@@ -52,7 +53,7 @@ fn args() -> Args {
         channels: vec![0, 1, 100, 1000],
         idle: Duration::from_secs(30),
         only: vec![Kind::Gateway, Kind::Static, Kind::Node, Kind::Python, Kind::Floor],
-        parts: ["latency", "throughput", "outbound", "scale"].map(String::from).to_vec(),
+        parts: ["latency", "throughput", "outbound", "scale", "stream"].map(String::from).to_vec(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -98,6 +99,8 @@ pub struct Results {
     pub cpu: Duration,
     pub out: Option<Outbound>,
     pub scale: Vec<Scale>,
+    /// The gateway only: CardKit and message-card streaming.
+    pub stream: Vec<stream::Stream>,
 }
 
 fn measure(s: &Subjects, a: &Args, kind: Kind) -> Results {
@@ -132,7 +135,14 @@ fn measure(s: &Subjects, a: &Args, kind: Kind) -> Results {
             scale.push(measure::scale(s, kind, n, tls, a.idle));
         }
     }
-    Results { kind, latency, rate, cpu, out, scale }
+    let mut streams = Vec::new();
+    if kind == Kind::Gateway && part("stream") {
+        for cardkit in [true, false] {
+            eprintln!("{name}: streaming (CardKit {cardkit})…");
+            streams.push(stream::stream(s, cardkit, 200, 5));
+        }
+    }
+    Results { kind, latency, rate, cpu, out, scale, stream: streams }
 }
 
 /// The scale stages: each channel count over ws://, the largest over wss:// too.

@@ -207,8 +207,47 @@ pub fn render(a: &Args, all: &[Results], versions: &[String]) -> String {
          do not pace at all (against the real Feishu they would collect 429s)."
     );
     scale_tables(&mut md, a, all);
+    stream_table(&mut md, all);
     md.push_str(NOTES);
     md
+}
+
+/// Streaming answers: the gateway's CardKit and message-card paths.
+fn stream_table(md: &mut String, all: &[Results]) {
+    let Some(r) = all.iter().find(|r| r.kind == Kind::Gateway && !r.stream.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "\n## Streaming answers (gateway)\n\n\
+         First visible text: a progress item pushed → the simulator received the reply holding its\n\
+         text, {} answers one after the other. Updates per card: a producer pushing a progress item\n\
+         every 10 ms for 2 s (100/s, ten times what Feishu allows per card), {} answers; the rate is\n\
+         over each card's streaming time, the busiest second from the simulator's clock of each\n\
+         operation (target about 5/s, Feishu's limit 10/s).\n",
+        r.stream[0].first_visible.len(),
+        r.stream[0].per_second.len()
+    );
+    let _ = writeln!(
+        md,
+        "| path | first visible p50 | p99 | updates per card per second (mean) | busiest second | refused by Feishu |\n|---|---|---|---|---|---|"
+    );
+    for s in &r.stream {
+        let mean = s.per_second.iter().sum::<f64>() / s.per_second.len().max(1) as f64;
+        let name = if s.cardkit { "CardKit card" } else { "message card (PATCH)" };
+        let peak = if s.cardkit {
+            format!("{}{}", s.peak, verdict(Some(s.peak <= 10)))
+        } else {
+            "–".into()
+        };
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {mean:.1} | {peak} | {} |",
+            us(percentile(&s.first_visible, 0.5)),
+            us(percentile(&s.first_visible, 0.99)),
+            s.refused
+        );
+    }
 }
 
 /// Memory, idle cost and connect time when started with N channels

@@ -1,0 +1,433 @@
+//! Streaming an answer into CardKit cards (PROTOCOL.md §3, "Streaming into
+//! CardKit cards"; shared/feishu-protocol.md §13).
+//!
+//! The first progress item creates a card entity in streaming mode and
+//! sends it as the reply; later items stream the full text so far into its
+//! markdown element; the final item writes the final text and closes
+//! streaming with a summary. Every operation takes the next sequence from
+//! the reply's stream hash in Redis (strictly increasing across replicas)
+//! and a uuid derived from it, reused by every retry of that operation.
+//!
+//! - **Ten minutes**: streaming is turned on again once it has been on for
+//!   `CARDKIT_REOPEN_AFTER` (Feishu closes it after about 600 s), and a
+//!   write refused as closed (`200850`, `300309`) reopens and writes again.
+//! - **Long answers**: when the text no longer fits one card (30 KB, the
+//!   table limit; the render's rules), the card is completed with its part
+//!   and the next part streams into a new card replying to the question.
+//! - **The final answer is always visible**: if writing it into the card
+//!   fails, it is sent as a normal reply and the card says so.
+//! - **No CardKit** (no `cardkit:card:write`, an API that is not there):
+//!   remembered per app for an hour (`check` shows it), progress then
+//!   updates a message card as before.
+
+use super::send::Undelivered;
+use super::worker::Worker;
+use super::{ChannelRef, Job};
+use crate::bridge::contract::{self, short_hash};
+use crate::bridge::streams::StreamRec;
+use crate::clock::now_ms;
+use crate::feishu::api::ApiError;
+use crate::feishu::cardkit::CardFailure;
+use crate::render::{self, Limits, Part, stream};
+
+/// The uuid of one card operation: its kind and sequence, and a hash of
+/// the card and what it writes. A retry of the operation has the same; an
+/// operation that got a sequence already used (a counter a failover rolled
+/// back) does not, so Feishu cannot take it for a replay (`200770`).
+fn op_uuid(kind: char, seq: i64, card: &str, payload: &str) -> String {
+    format!("{kind}{seq}-{}", short_hash(&format!("{card}\n{payload}")))
+}
+
+/// How a failed write ends.
+fn refused(e: &Undelivered) -> Option<&ApiError> {
+    match e {
+        Undelivered::Refused(_, e) => Some(e),
+        _ => None,
+    }
+}
+
+impl Worker {
+    /// Whether progress for this app streams into CardKit cards.
+    pub(super) fn cardkit_on(&mut self, ch: &ChannelRef) -> bool {
+        self.settings.cardkit && !matches!(self.store.cardkit_off(&ch.app_id), Ok(Some(_)))
+    }
+
+    /// The reply's stream, when its first card is `message_id`.
+    pub(super) fn stream_for(
+        &mut self,
+        irt: &str,
+        message_id: &str,
+    ) -> Result<Option<StreamRec>, Undelivered> {
+        let rec = self.store.stream(irt).map_err(Undelivered::Redis)?;
+        Ok(rec.filter(|r| r.first_message() == Some(message_id)))
+    }
+
+    /// The parts of an answer as the stream's cards show them.
+    fn stream_parts(&self, md: &str, tables: Option<usize>) -> Vec<Part> {
+        let limits = Limits {
+            tables_per_card: tables.unwrap_or(self.courier.limits.tables_per_card),
+            ..self.courier.limits
+        };
+        render::cards(md, &limits)
+    }
+
+    /// CardKit refused for this app: remembered (logged once), and the
+    /// caller falls back to message cards.
+    fn cardkit_refused(&mut self, ch: &ChannelRef, why: &Undelivered) {
+        let reason = why.to_string();
+        if let Ok(true) = self.store.set_cardkit_off(&ch.app_id, &reason) {
+            log::warn!(
+                "outbound [{}]: CardKit is not available ({reason}); progress answers update message cards instead for the next {} min (grant cardkit:card:write to stream)",
+                ch.app_id,
+                contract::CARDKIT_OFF_TTL / 60
+            );
+        }
+    }
+
+    /// Creates card `i` of a reply (or reuses the one a crashed worker
+    /// created) and sends it, with the uuid of part `i` of the reply, so
+    /// that no retry shows it twice. Returns the message id; `None` when
+    /// CardKit refused to create it (the caller falls back).
+    fn new_card(
+        &mut self,
+        ch: &ChannelRef,
+        job: &Job,
+        irt: &str,
+        i: usize,
+        md: &str,
+        existing: Option<String>,
+    ) -> Option<Result<(String, String), Undelivered>> {
+        let card_id = match existing {
+            Some(id) => id,
+            None => {
+                let json = stream::stream_card(md, true, stream::STREAMING_SUMMARY);
+                match self.courier.call(ch, job, |api| api.create_card(&ch.creds, &json)) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        if refused(&e).is_some_and(unavailable) {
+                            self.cardkit_refused(ch, &e);
+                        } else {
+                            log::info!(
+                                "outbound [{}]: no CardKit card for {irt} ({e}); updating a message card instead",
+                                job.item.channel_id
+                            );
+                        }
+                        return None;
+                    }
+                }
+            }
+        };
+        let now = now_ms().to_string();
+        let field = contract::stream_card_field(i);
+        if let Err(e) = self.store.stream_set(irt, &[(&field, &card_id), ("opened", &now)]) {
+            return Some(Err(Undelivered::Redis(e)));
+        }
+        // Part i of the reply's cards has the uuid of part i of the reply
+        // (`p0` is the message-card path's too): no retry shows it twice.
+        let part = Part { msg_type: "interactive", content: stream::entity_ref(&card_id) };
+        let sent = self.courier.send_parts_from(ch, job, &[part], irt, 'p', i);
+        let message_id = match sent {
+            Ok(ids) => ids.into_iter().next().unwrap_or_default(),
+            Err(e) => return Some(Err(e)),
+        };
+        let msg_field = contract::stream_msg_field(i);
+        let part_no = i.to_string();
+        let mut fields = vec![(msg_field.as_str(), message_id.as_str())];
+        // The first card may be sent again (a crashed worker's, adopted):
+        // the stream's current part is not set back.
+        if i > 0 {
+            fields.extend([(contract::STREAM_PART, part_no.as_str()), ("opened", &now)]);
+        }
+        if let Err(e) = self.store.stream_set(irt, &fields) {
+            return Some(Err(Undelivered::Redis(e)));
+        }
+        Some(Ok((card_id, message_id)))
+    }
+
+    /// Sends the first card a crashed worker created (the same uuid: the
+    /// message it may already have sent comes back).
+    pub(super) fn resend_card(
+        &mut self,
+        ch: &ChannelRef,
+        job: &Job,
+        irt: &str,
+        card_id: String,
+    ) -> Option<Result<String, Undelivered>> {
+        let sent = self.new_card(ch, job, irt, 0, "", Some(card_id))?;
+        Some(sent.map(|(_, message_id)| message_id))
+    }
+
+    /// The first progress item of a reply: its first streaming card.
+    /// `None`: CardKit is not usable, the caller sends a message card.
+    pub(super) fn open_stream(
+        &mut self,
+        ch: &ChannelRef,
+        job: &Job,
+        irt: &str,
+    ) -> Option<Result<String, Undelivered>> {
+        let existing = match self.store.stream(irt) {
+            Ok(rec) => rec.map(|r| r.cards[0].0.clone()),
+            Err(e) => return Some(Err(Undelivered::Redis(e))),
+        };
+        let parts = self.stream_parts(&job.item.text, None);
+        let md = stream::markdown(&parts[0]);
+        let sent = self.new_card(ch, job, irt, 0, &md, existing)?;
+        Some(sent.map(|(_, message_id)| message_id))
+    }
+
+    /// A later progress item: the text so far into the stream's card,
+    /// completing full cards and starting the next as the text grows.
+    /// `Ok(false)`: a final answer is completing the stream (stand down).
+    pub(super) fn stream_progress(
+        &mut self,
+        ch: &ChannelRef,
+        job: &Job,
+        irt: &str,
+        mut rec: StreamRec,
+    ) -> Result<bool, Undelivered> {
+        if rec.closing {
+            return Ok(false);
+        }
+        let parts = self.stream_parts(&job.item.text, rec.tables);
+        while rec.part + 1 < parts.len() {
+            let md = stream::markdown(&parts[rec.part]);
+            if !self.complete_card(ch, job, irt, &mut rec, &md, false)? {
+                return Ok(false);
+            }
+            let next = rec.part + 1;
+            let md = stream::markdown(&parts[next]);
+            let existing = self.store.stream(irt).ok().flatten().and_then(|r| r.next_card);
+            match self.new_card(ch, job, irt, next, &md, existing) {
+                Some(Ok((card, msg))) => {
+                    rec.cards.push((card, Some(msg)));
+                    rec.hashes.push(None);
+                    rec.part = next;
+                    rec.opened_ms = now_ms();
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(false),
+            }
+        }
+        let md = stream::markdown(&parts[rec.part]);
+        self.write_text(ch, job, irt, &mut rec, &md, false)
+    }
+
+    /// Turns streaming on again (the ten-minute clock starts again).
+    fn reopen(
+        &mut self,
+        ch: &ChannelRef,
+        job: &Job,
+        irt: &str,
+        rec: &mut StreamRec,
+        is_final: bool,
+    ) -> Result<bool, Undelivered> {
+        let Some(seq) = self.store.stream_seq(irt, is_final).map_err(Undelivered::Redis)? else {
+            return Ok(false);
+        };
+        let card = rec.card().to_owned();
+        let settings = stream::settings(true, None);
+        let id = op_uuid('o', seq, &card, &settings);
+        self.courier
+            .call(ch, job, |api| api.card_settings(&ch.creds, &card, &settings, seq, &id))?;
+        rec.opened_ms = now_ms();
+        let now = rec.opened_ms.to_string();
+        self.store.stream_set(irt, &[("opened", &now)]).map_err(Undelivered::Redis)?;
+        Ok(true)
+    }
+
+    /// Writes the full text of the current card. `Ok(false)`: stood down.
+    fn write_text(
+        &mut self,
+        ch: &ChannelRef,
+        job: &Job,
+        irt: &str,
+        rec: &mut StreamRec,
+        md: &str,
+        is_final: bool,
+    ) -> Result<bool, Undelivered> {
+        let reopen_after = self.settings.stream_reopen.as_millis() as u64;
+        if now_ms().saturating_sub(rec.opened_ms) >= reopen_after
+            && !self.reopen(ch, job, irt, rec, is_final)?
+        {
+            return Ok(false);
+        }
+        let mut step = 1;
+        for attempt in 0..3 {
+            let seq = self.store.stream_seq_by(irt, is_final, step).map_err(Undelivered::Redis)?;
+            let Some(seq) = seq else { return Ok(false) };
+            let card = rec.card().to_owned();
+            let id = op_uuid('t', seq, &card, md);
+            let written = self.courier.call(ch, job, |api| {
+                api.stream_text(&ch.creds, &card, stream::ELEMENT, md, seq, &id)
+            });
+            let Err(e) = written else { return Ok(true) };
+            match refused(&e).map(ApiError::card_failure) {
+                Some(CardFailure::Closed) if attempt < 2 => {
+                    log::info!(
+                        "outbound [{}]: streaming of card {card} was closed ({e}); turning it on again",
+                        job.item.channel_id
+                    );
+                    if !self.reopen(ch, job, irt, rec, is_final)? {
+                        return Ok(false);
+                    }
+                }
+                Some(CardFailure::Sequence) if attempt < 2 => {
+                    // Feishu has a higher sequence than Redis gave: another
+                    // replica's operation, or a counter a failover rolled
+                    // back. Never +1: jump well past it.
+                    log::warn!(
+                        "outbound [{}]: card {card} refused sequence {seq} ({e}); taking a new one",
+                        job.item.channel_id
+                    );
+                    step = 1000;
+                }
+                Some(CardFailure::Tables) => {
+                    let fewer = rec.tables.unwrap_or(self.courier.limits.tables_per_card) / 2;
+                    let n = fewer.to_string();
+                    let _ = self.store.stream_set(irt, &[(contract::STREAM_TABLES, &n)]);
+                    rec.tables = Some(fewer);
+                    return Err(e);
+                }
+                _ => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Writes a card's final text and closes its streaming with a summary;
+    /// records the hash of what it shows. `Ok(false)`: stood down.
+    fn complete_card(
+        &mut self,
+        ch: &ChannelRef,
+        job: &Job,
+        irt: &str,
+        rec: &mut StreamRec,
+        md: &str,
+        is_final: bool,
+    ) -> Result<bool, Undelivered> {
+        if !self.write_text(ch, job, irt, rec, md, is_final)? {
+            return Ok(false);
+        }
+        let Some(seq) = self.store.stream_seq(irt, is_final).map_err(Undelivered::Redis)? else {
+            return Ok(false);
+        };
+        let card = rec.card().to_owned();
+        let settings = stream::settings(false, Some(&stream::summary(md)));
+        let id = op_uuid('s', seq, &card, &settings);
+        let closed = self
+            .courier
+            .call(ch, job, |api| api.card_settings(&ch.creds, &card, &settings, seq, &id));
+        // The text is in the card either way; only the chat list's summary
+        // would still say it is being written.
+        if let Err(e) = closed {
+            log::info!("outbound [{}]: card {card} not closed ({e})", job.item.channel_id);
+        }
+        let field = contract::stream_hash_field(rec.part);
+        let _ = self.store.stream_set(irt, &[(&field, &short_hash(md))]);
+        Ok(true)
+    }
+
+    /// Replaces card `i` whole with finished text.
+    fn replace(
+        &mut self,
+        ch: &ChannelRef,
+        job: &Job,
+        irt: &str,
+        card: &str,
+        md: &str,
+    ) -> Result<(), Undelivered> {
+        let seq = self.store.stream_seq(irt, true).map_err(Undelivered::Redis)?.unwrap_or(1);
+        let json = stream::stream_card(md, false, &stream::summary(md));
+        let id = op_uuid('r', seq, card, &json);
+        self.courier.call(ch, job, |api| api.replace_card(&ch.creds, card, &json, seq, &id))
+    }
+
+    /// The final answer into the stream's cards: every card shows its part
+    /// of the final text (earlier cards are replaced only if their text
+    /// changed), parts beyond the cards follow as new replies. If the
+    /// current card cannot be written, the answer is sent as a new reply
+    /// and the card points to it. Returns the messages the answer is.
+    pub(super) fn complete_stream(
+        &mut self,
+        ch: &ChannelRef,
+        job: &Job,
+        irt: &str,
+        mut rec: StreamRec,
+    ) -> Result<Vec<String>, Undelivered> {
+        let body = render::with_links(&job.item.text, &job.item.links);
+        let mut written = self.write_final(ch, job, irt, &mut rec, &body);
+        if let Err(e) = &written
+            && refused(e).map(ApiError::card_failure) == Some(CardFailure::Tables)
+        {
+            rec.tables = Some(0);
+            written = self.write_final(ch, job, irt, &mut rec, &body);
+        }
+        match written {
+            Ok(ids) => Ok(ids),
+            Err(e) => {
+                log::warn!(
+                    "outbound [{}]: the final answer to {irt} could not be written into card {} ({e}); sending it as a new reply",
+                    job.item.channel_id,
+                    rec.card()
+                );
+                let parts = render::render(&job.item.text, &job.item.links, &self.courier.limits);
+                let ids = self.courier.send_parts(ch, job, &parts, &job.item.id, 'c')?;
+                let card = rec.card().to_owned();
+                if let Err(e) = self.replace(ch, job, irt, &card, stream::CONTINUED_BELOW) {
+                    log::info!("outbound: stale card {card} not updated ({e})");
+                }
+                Ok(ids)
+            }
+        }
+    }
+
+    fn write_final(
+        &mut self,
+        ch: &ChannelRef,
+        job: &Job,
+        irt: &str,
+        rec: &mut StreamRec,
+        body: &str,
+    ) -> Result<Vec<String>, Undelivered> {
+        let parts = self.stream_parts(body, rec.tables);
+        let current = rec.part;
+        for i in 0..current {
+            let want = parts.get(i).map_or_else(|| "⋯".to_owned(), stream::markdown);
+            if rec.hashes[i].as_deref() != Some(short_hash(&want).as_str()) {
+                let card = rec.cards[i].0.clone();
+                self.replace(ch, job, irt, &card, &want)?;
+            }
+        }
+        let want = parts.get(current).map_or_else(|| "⋯".to_owned(), stream::markdown);
+        let late = now_ms().saturating_sub(rec.opened_ms)
+            >= self.settings.stream_reopen.as_millis() as u64;
+        if late {
+            // Closed or about to close: one replace, nothing to reopen.
+            let card = rec.card().to_owned();
+            self.replace(ch, job, irt, &card, &want)?;
+        } else {
+            // A final answer's sequence is never refused: `true` always.
+            self.complete_card(ch, job, irt, rec, &want, true)?;
+        }
+        let mut ids: Vec<String> = rec.first_message().map(str::to_owned).into_iter().collect();
+        if parts.len() > current + 1 {
+            ids.extend(self.courier.send_parts(
+                ch,
+                job,
+                &parts[current + 1..],
+                &job.item.id,
+                'u',
+            )?);
+        }
+        Ok(ids)
+    }
+}
+
+/// Whether a refusal at create time means "this app has no CardKit": the
+/// scope is not granted, or the API is not there (an older deployment).
+fn unavailable(e: &ApiError) -> bool {
+    use crate::feishu::http::HttpError;
+    e.card_failure() == CardFailure::NoPermission
+        || matches!(e, ApiError::Http(HttpError::NotJson { status: 404 | 405 }))
+        || matches!(e, ApiError::Feishu { status: 404, .. })
+}
