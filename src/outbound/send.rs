@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::budget::Budget;
+use super::budget::{Budget, Pace};
 use super::{ChannelRef, Job};
 use crate::bridge::contract::{self, Kind};
 use crate::bridge::store::RedisError;
@@ -82,6 +82,18 @@ impl Courier {
         &self,
         ch: &ChannelRef,
         job: &Job,
+        f: impl FnMut(&Api) -> Result<T, ApiError>,
+    ) -> Result<T, Undelivered> {
+        self.call_paced(ch, job, Pace::Chat(job.item.lane_key()), f)
+    }
+
+    /// Like [`call`](Self::call), counted against `pace` (a CardKit
+    /// operation counts against its card, not the chat).
+    pub fn call_paced<T>(
+        &self,
+        ch: &ChannelRef,
+        job: &Job,
+        pace: Pace,
         mut f: impl FnMut(&Api) -> Result<T, ApiError>,
     ) -> Result<T, Undelivered> {
         let window = match job.item.kind {
@@ -91,7 +103,7 @@ impl Courier {
         let deadline = job.since + window;
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         loop {
-            self.budget.wait(&ch.app_id, job.item.lane_key());
+            self.budget.wait_for(&ch.app_id, pace);
             let e = match f(&self.api) {
                 Ok(v) => return Ok(v),
                 Err(e) => e,

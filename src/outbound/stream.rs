@@ -20,6 +20,7 @@
 //!   remembered per app for an hour (`check` shows it), progress then
 //!   updates a message card as before.
 
+use super::budget::Pace;
 use super::send::Undelivered;
 use super::worker::Worker;
 use super::{ChannelRef, Job};
@@ -101,7 +102,10 @@ impl Worker {
             Some(id) => id,
             None => {
                 let json = stream::stream_card(md, true, stream::STREAMING_SUMMARY);
-                match self.courier.call(ch, job, |api| api.create_card(&ch.creds, &json)) {
+                let created = self
+                    .courier
+                    .call_paced(ch, job, Pace::App, |api| api.create_card(&ch.creds, &json));
+                match created {
                     Ok(id) => id,
                     Err(e) => {
                         if refused(&e).is_some_and(unavailable) {
@@ -257,7 +261,7 @@ impl Worker {
             let Some(seq) = seq else { return Ok(false) };
             let card = rec.card().to_owned();
             let id = op_uuid('t', seq, &card, md);
-            let written = self.courier.call(ch, job, |api| {
+            let written = self.courier.call_paced(ch, job, Pace::Card(&card), |api| {
                 api.stream_text(&ch.creds, &card, stream::ELEMENT, md, seq, &id)
             });
             let Err(e) = written else { return Ok(true) };
@@ -339,7 +343,9 @@ impl Worker {
         let seq = self.store.stream_seq(irt, true).map_err(Undelivered::Redis)?.unwrap_or(1);
         let json = stream::stream_card(md, false, &stream::summary(md));
         let id = op_uuid('r', seq, card, &json);
-        self.courier.call(ch, job, |api| api.replace_card(&ch.creds, card, &json, seq, &id))
+        self.courier.call_paced(ch, job, Pace::Card(card), |api| {
+            api.replace_card(&ch.creds, card, &json, seq, &id)
+        })
     }
 
     /// The final answer into the stream's cards: every card shows its part

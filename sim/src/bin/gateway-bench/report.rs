@@ -202,7 +202,7 @@ pub fn render(a: &Args, all: &[Results], versions: &[String]) -> String {
     let budget = 100.0 * 50.0 / 1.05;
     let _ = writeln!(
         md,
-        "\nThe gateway spaces calls at 50/s per app and 5/s per chat (Feishu's limits, with 5 %\n\
+        "\nThe gateway holds calls to 50/s per app and 5/s per chat (Feishu's limits, with 5 %\n\
          slack), so its backlog rate is capped at {budget:.0} replies/s for 100 apps; the bridges\n\
          do not pace at all (against the real Feishu they would collect 429s)."
     );
@@ -221,7 +221,8 @@ fn stream_table(md: &mut String, all: &[Results]) {
         md,
         "\n## Streaming answers (gateway)\n\n\
          First visible text: a progress item pushed → the simulator received the reply holding its\n\
-         text, {} answers one after the other. Updates per card: a producer pushing a progress item\n\
+         text, {} answers one after the other, ten a second (under the app's 50 calls a second).\n\
+         Updates per card: a producer pushing a progress item\n\
          every 10 ms for 2 s (100/s, ten times what Feishu allows per card), {} answers; the rate is\n\
          over each card's streaming time, the busiest second from the simulator's clock of each\n\
          operation (target about 5/s, Feishu's limit 10/s).\n",
