@@ -160,6 +160,8 @@ impl std::error::Error for EventError {}
 
 #[derive(Deserialize)]
 struct Envelope {
+    /// `{"encrypt": "<base64>"}` when the app has an Encrypt Key.
+    encrypt: Option<Value>,
     schema: Option<String>,
     header: Option<Header>,
     event: Option<Value>,
@@ -229,21 +231,23 @@ pub fn parse(payload: &[u8], ctx: &Context) -> Result<Outcome, EventError> {
         event_id: event_id.filter(|s| !s.is_empty()).map(str::to_owned),
         detail,
     };
-    let value: Value =
-        serde_json::from_slice(payload).map_err(|e| malformed(None, format!("not JSON: {e}")))?;
-    let value = match value.get("encrypt") {
+    // Straight into the envelope: no intermediate tree of the whole payload.
+    let shape = |what: &str, e: serde_json::Error| {
+        if e.is_syntax() || e.is_eof() { format!("{what}not JSON: {e}") } else { e.to_string() }
+    };
+    let env: Envelope =
+        serde_json::from_slice(payload).map_err(|e| malformed(None, shape("", e)))?;
+    let env = match &env.encrypt {
         Some(Value::String(cipher)) => {
             if ctx.encrypt_key.is_empty() {
                 return Err(EventError::NoEncryptKey);
             }
             let plain = crypto::decrypt(ctx.encrypt_key, cipher).map_err(EventError::Decrypt)?;
             serde_json::from_slice(&plain)
-                .map_err(|e| malformed(None, format!("decrypted event is not JSON: {e}")))?
+                .map_err(|e| malformed(None, shape("decrypted event is ", e)))?
         }
-        _ => value,
+        _ => env,
     };
-    let env: Envelope =
-        serde_json::from_value(value).map_err(|e| malformed(None, e.to_string()))?;
     let (Some("2.0"), Some(header)) = (env.schema.as_deref(), env.header) else {
         return Ok(Outcome::Skipped {
             event_id: String::new(),
