@@ -31,6 +31,15 @@ use crate::feishu::api::ApiError;
 use crate::feishu::cardkit::CardFailure;
 use crate::render::{self, Limits, Part, stream};
 
+/// The answer a stream operation is for: its channel, the item being
+/// delivered, and the reply (`in_reply_to`).
+#[derive(Clone, Copy)]
+pub(super) struct At<'a> {
+    pub ch: &'a ChannelRef,
+    pub job: &'a Job,
+    pub irt: &'a str,
+}
+
 /// The uuid of one card operation: its kind and sequence, and a hash of
 /// the card and what it writes. A retry of the operation has the same; an
 /// operation that got a sequence already used (a counter a failover rolled
@@ -91,13 +100,12 @@ impl Worker {
     /// CardKit refused to create it (the caller falls back).
     fn new_card(
         &mut self,
-        ch: &ChannelRef,
-        job: &Job,
-        irt: &str,
+        at: At<'_>,
         i: usize,
         md: &str,
         existing: Option<String>,
     ) -> Option<Result<(String, String), Undelivered>> {
+        let At { ch, job, irt } = at;
         let card_id = match existing {
             Some(id) => id,
             None => {
@@ -152,30 +160,24 @@ impl Worker {
     /// message it may already have sent comes back).
     pub(super) fn resend_card(
         &mut self,
-        ch: &ChannelRef,
-        job: &Job,
-        irt: &str,
+        at: At<'_>,
         card_id: String,
     ) -> Option<Result<String, Undelivered>> {
-        let sent = self.new_card(ch, job, irt, 0, "", Some(card_id))?;
+        let sent = self.new_card(at, 0, "", Some(card_id))?;
         Some(sent.map(|(_, message_id)| message_id))
     }
 
     /// The first progress item of a reply: its first streaming card.
     /// `None`: CardKit is not usable, the caller sends a message card.
-    pub(super) fn open_stream(
-        &mut self,
-        ch: &ChannelRef,
-        job: &Job,
-        irt: &str,
-    ) -> Option<Result<String, Undelivered>> {
+    pub(super) fn open_stream(&mut self, at: At<'_>) -> Option<Result<String, Undelivered>> {
+        let At { job, irt, .. } = at;
         let existing = match self.store.stream(irt) {
             Ok(rec) => rec.map(|r| r.cards[0].0.clone()),
             Err(e) => return Some(Err(Undelivered::Redis(e))),
         };
         let parts = self.stream_parts(&job.item.text, None);
         let md = stream::markdown(&parts[0]);
-        let sent = self.new_card(ch, job, irt, 0, &md, existing)?;
+        let sent = self.new_card(at, 0, &md, existing)?;
         Some(sent.map(|(_, message_id)| message_id))
     }
 
@@ -184,24 +186,23 @@ impl Worker {
     /// `Ok(false)`: a final answer is completing the stream (stand down).
     pub(super) fn stream_progress(
         &mut self,
-        ch: &ChannelRef,
-        job: &Job,
-        irt: &str,
+        at: At<'_>,
         mut rec: StreamRec,
     ) -> Result<bool, Undelivered> {
+        let At { job, irt, .. } = at;
         if rec.closing {
             return Ok(false);
         }
         let parts = self.stream_parts(&job.item.text, rec.tables);
         while rec.part + 1 < parts.len() {
             let md = stream::markdown(&parts[rec.part]);
-            if !self.complete_card(ch, job, irt, &mut rec, &md, false)? {
+            if !self.complete_card(at, &mut rec, &md, false)? {
                 return Ok(false);
             }
             let next = rec.part + 1;
             let md = stream::markdown(&parts[next]);
             let existing = self.store.stream(irt).ok().flatten().and_then(|r| r.next_card);
-            match self.new_card(ch, job, irt, next, &md, existing) {
+            match self.new_card(at, next, &md, existing) {
                 Some(Ok((card, msg))) => {
                     rec.cards.push((card, Some(msg)));
                     rec.hashes.push(None);
@@ -213,18 +214,17 @@ impl Worker {
             }
         }
         let md = stream::markdown(&parts[rec.part]);
-        self.write_text(ch, job, irt, &mut rec, &md, false)
+        self.write_text(at, &mut rec, &md, false)
     }
 
     /// Turns streaming on again (the ten-minute clock starts again).
     fn reopen(
         &mut self,
-        ch: &ChannelRef,
-        job: &Job,
-        irt: &str,
+        at: At<'_>,
         rec: &mut StreamRec,
         is_final: bool,
     ) -> Result<bool, Undelivered> {
+        let At { ch, job, irt } = at;
         let Some(seq) = self.store.stream_seq(irt, is_final).map_err(Undelivered::Redis)? else {
             return Ok(false);
         };
@@ -242,16 +242,15 @@ impl Worker {
     /// Writes the full text of the current card. `Ok(false)`: stood down.
     fn write_text(
         &mut self,
-        ch: &ChannelRef,
-        job: &Job,
-        irt: &str,
+        at: At<'_>,
         rec: &mut StreamRec,
         md: &str,
         is_final: bool,
     ) -> Result<bool, Undelivered> {
+        let At { ch, job, irt } = at;
         let reopen_after = self.settings.stream_reopen.as_millis() as u64;
         if now_ms().saturating_sub(rec.opened_ms) >= reopen_after
-            && !self.reopen(ch, job, irt, rec, is_final)?
+            && !self.reopen(at, rec, is_final)?
         {
             return Ok(false);
         }
@@ -271,7 +270,7 @@ impl Worker {
                         "outbound [{}]: streaming of card {card} was closed ({e}); turning it on again",
                         job.item.channel_id
                     );
-                    if !self.reopen(ch, job, irt, rec, is_final)? {
+                    if !self.reopen(at, rec, is_final)? {
                         return Ok(false);
                     }
                 }
@@ -302,14 +301,13 @@ impl Worker {
     /// records the hash of what it shows. `Ok(false)`: stood down.
     fn complete_card(
         &mut self,
-        ch: &ChannelRef,
-        job: &Job,
-        irt: &str,
+        at: At<'_>,
         rec: &mut StreamRec,
         md: &str,
         is_final: bool,
     ) -> Result<bool, Undelivered> {
-        if !self.write_text(ch, job, irt, rec, md, is_final)? {
+        let At { ch, job, irt } = at;
+        if !self.write_text(at, rec, md, is_final)? {
             return Ok(false);
         }
         let Some(seq) = self.store.stream_seq(irt, is_final).map_err(Undelivered::Redis)? else {
@@ -332,14 +330,8 @@ impl Worker {
     }
 
     /// Replaces card `i` whole with finished text.
-    fn replace(
-        &mut self,
-        ch: &ChannelRef,
-        job: &Job,
-        irt: &str,
-        card: &str,
-        md: &str,
-    ) -> Result<(), Undelivered> {
+    fn replace(&mut self, at: At<'_>, card: &str, md: &str) -> Result<(), Undelivered> {
+        let At { ch, job, irt } = at;
         let seq = self.store.stream_seq(irt, true).map_err(Undelivered::Redis)?.unwrap_or(1);
         let json = stream::stream_card(md, false, &stream::summary(md));
         let id = op_uuid('r', seq, card, &json);
@@ -355,18 +347,17 @@ impl Worker {
     /// and the card points to it. Returns the messages the answer is.
     pub(super) fn complete_stream(
         &mut self,
-        ch: &ChannelRef,
-        job: &Job,
-        irt: &str,
+        at: At<'_>,
         mut rec: StreamRec,
     ) -> Result<Vec<String>, Undelivered> {
+        let At { ch, job, irt } = at;
         let body = render::with_links(&job.item.text, &job.item.links);
-        let mut written = self.write_final(ch, job, irt, &mut rec, &body);
+        let mut written = self.write_final(at, &mut rec, &body);
         if let Err(e) = &written
             && refused(e).map(ApiError::card_failure) == Some(CardFailure::Tables)
         {
             rec.tables = Some(0);
-            written = self.write_final(ch, job, irt, &mut rec, &body);
+            written = self.write_final(at, &mut rec, &body);
         }
         match written {
             Ok(ids) => Ok(ids),
@@ -379,7 +370,7 @@ impl Worker {
                 let parts = render::render(&job.item.text, &job.item.links, &self.courier.limits);
                 let ids = self.courier.send_parts(ch, job, &parts, &job.item.id, 'c')?;
                 let card = rec.card().to_owned();
-                if let Err(e) = self.replace(ch, job, irt, &card, stream::CONTINUED_BELOW) {
+                if let Err(e) = self.replace(at, &card, stream::CONTINUED_BELOW) {
                     log::info!("outbound: stale card {card} not updated ({e})");
                 }
                 Ok(ids)
@@ -389,19 +380,18 @@ impl Worker {
 
     fn write_final(
         &mut self,
-        ch: &ChannelRef,
-        job: &Job,
-        irt: &str,
+        at: At<'_>,
         rec: &mut StreamRec,
         body: &str,
     ) -> Result<Vec<String>, Undelivered> {
+        let At { ch, job, .. } = at;
         let parts = self.stream_parts(body, rec.tables);
         let current = rec.part;
         for i in 0..current {
             let want = parts.get(i).map_or_else(|| "⋯".to_owned(), stream::markdown);
             if rec.hashes[i].as_deref() != Some(short_hash(&want).as_str()) {
                 let card = rec.cards[i].0.clone();
-                self.replace(ch, job, irt, &card, &want)?;
+                self.replace(at, &card, &want)?;
             }
         }
         let want = parts.get(current).map_or_else(|| "⋯".to_owned(), stream::markdown);
@@ -410,10 +400,10 @@ impl Worker {
         if late {
             // Closed or about to close: one replace, nothing to reopen.
             let card = rec.card().to_owned();
-            self.replace(ch, job, irt, &card, &want)?;
+            self.replace(at, &card, &want)?;
         } else {
             // A final answer's sequence is never refused: `true` always.
-            self.complete_card(ch, job, irt, rec, &want, true)?;
+            self.complete_card(at, rec, &want, true)?;
         }
         let mut ids: Vec<String> = rec.first_message().map(str::to_owned).into_iter().collect();
         if parts.len() > current + 1 {

@@ -13,6 +13,7 @@ use super::board::{Board, STREAM_EVERY, UPDATE_EVERY};
 use super::pop::InFlight;
 use super::reply::{self, Reply};
 use super::send::{Courier, Undelivered, uuid};
+use super::stream::At;
 use super::{ChannelRef, Channels, Job, Settings, bury, typing};
 use crate::bridge::contract::{self, Kind};
 use crate::bridge::store::Store;
@@ -152,7 +153,7 @@ impl Worker {
         let result = match self.reply_state(&irt) {
             Ok(Reply::Card(message_id)) => match self.stream_for(&irt, &message_id) {
                 Ok(Some(rec)) => self
-                    .stream_progress(&ch, &job, &irt, rec)
+                    .stream_progress(At { ch: &ch, job: &job, irt: &irt }, rec)
                     .map(|shown| shown.then_some(STREAM_EVERY)),
                 Ok(None) => {
                     let card = render::cards(&job.item.text, &self.courier.limits).swap_remove(0);
@@ -171,8 +172,11 @@ impl Worker {
                 if reply::claim(&mut self.store, &irt, contract::REPLY_PENDING)
                     .unwrap_or(false) =>
             {
-                let streamed =
-                    if self.cardkit_on(&ch) { self.open_stream(&ch, &job, &irt) } else { None };
+                let streamed = if self.cardkit_on(&ch) {
+                    self.open_stream(At { ch: &ch, job: &job, irt: &irt })
+                } else {
+                    None
+                };
                 let sent = match streamed {
                     Some(sent) => sent.map(|id| (id, STREAM_EVERY)),
                     None => {
@@ -301,7 +305,7 @@ impl Worker {
         };
         let result = match streamed {
             Some(_) if let (Some(rec), Some(irt)) = (stream, &irt) => {
-                self.complete_stream(&ch, &job, irt, rec)
+                self.complete_stream(At { ch: &ch, job: &job, irt }, rec)
             }
             // Complete the streamed card; further parts become new replies.
             Some(card_id) => {
@@ -413,7 +417,7 @@ impl Worker {
         // A streaming card entity it created: sent (again) with the same uuid.
         if let Ok(Some(rec)) = self.store.stream(irt) {
             let card = rec.cards[0].0.clone();
-            let sent = self.resend_card(ch, job, irt, card)?.ok()?;
+            let sent = self.resend_card(At { ch, job, irt }, card)?.ok()?;
             log::info!(
                 "outbound: completing streaming card {sent} of an interrupted reply to {irt}"
             );
