@@ -76,6 +76,15 @@ pub struct Settings {
     pub stream_reopen: Duration,
 }
 
+/// The answer a stream operation is for: its channel, the item being
+/// delivered, and the reply (`in_reply_to`).
+#[derive(Clone, Copy)]
+pub(crate) struct At<'a> {
+    pub ch: &'a ChannelRef,
+    pub job: &'a Job,
+    pub irt: &'a str,
+}
+
 /// An item taken from Redis, as a worker sees it.
 pub struct Job {
     /// The item as it is in the processing list (to remove it exactly).

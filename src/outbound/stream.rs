@@ -23,22 +23,13 @@
 use super::budget::Pace;
 use super::send::Undelivered;
 use super::worker::Worker;
-use super::{ChannelRef, Job};
+use super::{At, ChannelRef};
 use crate::bridge::contract::{self, short_hash};
 use crate::bridge::streams::StreamRec;
 use crate::clock::now_ms;
 use crate::feishu::api::ApiError;
 use crate::feishu::cardkit::CardFailure;
 use crate::render::{self, Limits, Part, stream};
-
-/// The answer a stream operation is for: its channel, the item being
-/// delivered, and the reply (`in_reply_to`).
-#[derive(Clone, Copy)]
-pub(super) struct At<'a> {
-    pub ch: &'a ChannelRef,
-    pub job: &'a Job,
-    pub irt: &'a str,
-}
 
 /// The uuid of one card operation: its kind and sequence, and a hash of
 /// the card and what it writes. A retry of the operation has the same; an
@@ -338,6 +329,27 @@ impl Worker {
         self.courier.call_paced(ch, job, Pace::Card(card), |api| {
             api.replace_card(&ch.creds, card, &json, seq, &id)
         })
+    }
+
+    /// An error answer ends the stream it replaces: the card keeps its text
+    /// so far and stops showing "being written" (best effort; the error
+    /// itself is a reply of its own).
+    pub(super) fn end_with_error(&mut self, at: At<'_>) {
+        let At { ch, job, irt } = at;
+        let Ok(Some(rec)) = self.store.stream(irt) else { return };
+        let Ok(Some(seq)) = self.store.stream_seq(irt, true) else { return };
+        let card = rec.card().to_owned();
+        let settings = stream::settings(false, Some(&stream::summary(&job.item.text)));
+        let id = op_uuid('s', seq, &card, &settings);
+        let closed = self.courier.call_paced(ch, job, Pace::Card(&card), |api| {
+            api.card_settings(&ch.creds, &card, &settings, seq, &id)
+        });
+        if let Err(e) = closed {
+            log::info!(
+                "outbound [{}]: card {card} not closed after an error ({e})",
+                job.item.channel_id
+            );
+        }
     }
 
     /// The final answer into the stream's cards: every card shows its part

@@ -13,8 +13,7 @@ use super::board::{Board, STREAM_EVERY, UPDATE_EVERY};
 use super::pop::InFlight;
 use super::reply::{self, Reply};
 use super::send::{Courier, Undelivered, uuid};
-use super::stream::At;
-use super::{ChannelRef, Channels, Job, Settings, bury, typing};
+use super::{At, ChannelRef, Channels, Job, Settings, bury, typing};
 use crate::bridge::contract::{self, Kind};
 use crate::bridge::store::Store;
 use crate::clock::now_ms;
@@ -303,6 +302,12 @@ impl Worker {
             },
             _ => None,
         };
+        // An error ends a card streaming the answer it replaces.
+        if job.item.is_error
+            && let Some(q) = &job.item.in_reply_to
+        {
+            self.end_with_error(At { ch: &ch, job: &job, irt: q });
+        }
         let result = match streamed {
             Some(_) if let (Some(rec), Some(irt)) = (stream, &irt) => {
                 self.complete_stream(At { ch: &ch, job: &job, irt }, rec)

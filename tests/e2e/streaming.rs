@@ -406,3 +406,24 @@ fn killed_in_the_middle_of_a_stream_the_answer_still_ends_complete_once() {
     assert_eq!(mine[0].text(), typed(7));
     assert!(!card_of(&s, mine[0]).streaming);
 }
+
+#[test]
+fn an_error_answer_ends_the_stream_and_comes_as_its_own_reply() {
+    let mut s = setup();
+    let q = ask(&mut s, "q");
+    s.con_push(&item(&q, "p1", "progress", "正在查询华东区…"));
+    assert!(s.sim.wait_messages(1, SECS(10)), "{}", s.gw.log());
+    let mut err: serde_json::Value = serde_json::from_str(&item(&q, "e1", "final", "x")).unwrap();
+    err["status"] = json!("error");
+    err["error"] = json!({"message": "数据源连接失败"});
+    s.con_push(&err.to_string());
+    assert!(delivered(&mut s, "e1", SECS(15)), "{}", s.gw.log());
+    let msgs = s.sim.messages();
+    let mine = replies_to(&msgs, &q);
+    assert_eq!(mine.len(), 2, "{msgs:?}");
+    assert_eq!(mine[0].text(), "正在查询华东区…", "the card keeps its text");
+    let card = card_of(&s, mine[0]);
+    assert!(!card.streaming, "and is no longer being written");
+    assert_eq!(card.summary(), "数据源连接失败");
+    assert_eq!(mine[1].text(), "数据源连接失败");
+}
