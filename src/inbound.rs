@@ -52,6 +52,7 @@ impl InboundStore for InboundWriter {
                 ],
                 trace: contract::trace_key(&m.message_id),
                 json: contract::inbound_item(&self.channel_id, app_id, routing, m, now),
+                record: contract::trace_record(&self.channel_id, app_id, m),
             })
             .collect();
         let fresh: Vec<Stored> = self
@@ -83,6 +84,7 @@ impl InboundStore for InboundWriter {
             keys: vec![contract::dedup_key(app_id, &m.message_id)],
             trace: String::new(),
             json,
+            record: String::new(),
         };
         self.store
             .push_unique(contract::OUTBOUND, &[item], self.dedup_ttl, None)
@@ -99,6 +101,7 @@ impl InboundStore for InboundWriter {
             keys: vec![contract::welcome_key(app_id, &chat.chat_id)],
             trace: String::new(),
             json,
+            record: String::new(),
         };
         let queued = self
             .store

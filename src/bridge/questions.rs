@@ -44,6 +44,11 @@ impl Store {
             for item in items {
                 call.arg(&item.json);
             }
+            if track.is_some() {
+                for item in items {
+                    call.arg(&item.record);
+                }
+            }
             let pushed: Vec<i64> = call.invoke(con)?;
             if me.replicated {
                 super::connect::confirm_replicated(con)?;
@@ -182,12 +187,14 @@ impl Store {
     }
 }
 
-/// One inbound item to store, with its dedup keys (and its trace key,
-/// used when the call tracks).
+/// One inbound item to store, with its dedup keys (and its trace key and
+/// record, used when the call tracks).
 pub struct InboundItem {
     pub keys: Vec<String>,
     pub trace: String,
     pub json: String,
+    /// What the trace records of it ([`contract::trace_record`]).
+    pub record: String,
 }
 
 /// What `push_unique` records of each message for `trace` and

@@ -164,7 +164,8 @@ struct Envelope {
     encrypt: Option<Value>,
     schema: Option<String>,
     header: Option<Header>,
-    event: Option<Value>,
+    /// Kept as text and parsed once into its own type: no JSON tree.
+    event: Option<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -266,12 +267,14 @@ pub fn parse(payload: &[u8], ctx: &Context) -> Result<Outcome, EventError> {
         return skip(Skip::TokenMismatch);
     }
     if header.event_type != "im.message.receive_v1" {
-        return match chat_event::entered(&header.event_type, env.event.as_ref(), &event_id) {
+        let event: Option<Value> =
+            env.event.as_ref().and_then(|r| serde_json::from_str(r.get()).ok());
+        return match chat_event::entered(&header.event_type, event.as_ref(), &event_id) {
             Some(Some(c)) if is_feishu_id(&c.chat_id) => Ok(Outcome::Entered(c)),
             _ => skip(Skip::OtherEvent),
         };
     }
-    let ev: ReceiveEvent = serde_json::from_value(env.event.unwrap_or(Value::Null))
+    let ev: ReceiveEvent = serde_json::from_str(env.event.as_ref().map_or("null", |r| r.get()))
         .map_err(|e| malformed(Some(&event_id), e.to_string()))?;
     let msg = ev.message;
     let skip = |reason| {

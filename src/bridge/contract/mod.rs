@@ -23,7 +23,7 @@ pub use status::{State, Status, heartbeat_json, status_json};
 pub use stream::*;
 pub use trace::{
     PENDING, TRACE_NOTE_SCRIPT, TRACE_TTL, UNANSWERED_SCRIPT, UNANSWERED_TTL, app_of_inbound_id,
-    notice_item, trace_key, unanswered_key,
+    notice_item, trace_key, trace_record, unanswered_key,
 };
 
 /// Why a value read from Redis breaks the contract: operator-readable,

@@ -19,6 +19,18 @@ pub fn trace_key(message_id: &str) -> String {
     format!("at:channel:trace:feishu:{message_id}")
 }
 
+/// What the inbound script writes into a stored message's trace, as its
+/// trace record argument: inbound id, channel, chat, chat type, thread
+/// ("1" in a thread), message id, tab-separated (a tab inside a value
+/// becomes a space).
+pub fn trace_record(channel_id: &str, app_id: &str, m: &crate::feishu::event::Message) -> String {
+    let thread = if m.thread_id.as_deref().is_some_and(|t| !t.is_empty()) { "1" } else { "" };
+    let id = super::inbound_id(app_id, &m.message_id);
+    [id.as_str(), channel_id, &m.chat_id, &m.chat_type, thread, &m.message_id]
+        .map(|v| v.replace('\t', " "))
+        .join("\t")
+}
+
 /// How long a message's trace is kept (3 days).
 pub const TRACE_TTL: u64 = 3 * 86_400;
 
