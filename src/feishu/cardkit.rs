@@ -5,7 +5,7 @@
 //! chosen by the caller, so a retry of the same operation is the same
 //! operation; Feishu's "uuid already used" (`200770`) is success.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::api::{Api, ApiError, AppCreds, data_str, path_id};
 
@@ -68,6 +68,29 @@ impl Api {
         Ok(id)
     }
 
+    /// One operation on card `card_id` (`tail` after its path, `PATCH` or
+    /// `PUT`): the body with the sequence and uuid, a replay as success.
+    #[allow(clippy::too_many_arguments)]
+    fn card_op(
+        &self,
+        creds: &AppCreds,
+        card_id: &str,
+        tail: &str,
+        patch: bool,
+        mut body: Value,
+        sequence: i64,
+        uuid: &str,
+    ) -> Result<(), ApiError> {
+        path_id(card_id)?;
+        let url = Self::url(creds, &format!("/open-apis/cardkit/v1/cards/{card_id}{tail}"));
+        body["sequence"] = json!(sequence);
+        body["uuid"] = json!(uuid);
+        let sent = self.with_token(creds, |http, t| {
+            if patch { http.patch(&url, &body, t) } else { http.put(&url, &body, t) }
+        });
+        done_if_replayed(sent.map(|_| ()))
+    }
+
     /// Streams the full text so far into a markdown element.
     pub fn stream_text(
         &self,
@@ -78,14 +101,9 @@ impl Api {
         sequence: i64,
         uuid: &str,
     ) -> Result<(), ApiError> {
-        path_id(card_id)?;
         path_id(element_id)?;
-        let url = Self::url(
-            creds,
-            &format!("/open-apis/cardkit/v1/cards/{card_id}/elements/{element_id}/content"),
-        );
-        let body = json!({ "content": text, "sequence": sequence, "uuid": uuid });
-        done_if_replayed(self.with_token(creds, |http, t| http.put(&url, &body, t)).map(|_| ()))
+        let tail = format!("/elements/{element_id}/content");
+        self.card_op(creds, card_id, &tail, false, json!({ "content": text }), sequence, uuid)
     }
 
     /// Changes a card's settings (`{"config":{…}}` as a JSON string).
@@ -97,10 +115,8 @@ impl Api {
         sequence: i64,
         uuid: &str,
     ) -> Result<(), ApiError> {
-        path_id(card_id)?;
-        let url = Self::url(creds, &format!("/open-apis/cardkit/v1/cards/{card_id}/settings"));
-        let body = json!({ "settings": settings, "sequence": sequence, "uuid": uuid });
-        done_if_replayed(self.with_token(creds, |http, t| http.patch(&url, &body, t)).map(|_| ()))
+        let body = json!({ "settings": settings });
+        self.card_op(creds, card_id, "/settings", true, body, sequence, uuid)
     }
 
     /// Replaces a whole card (card JSON 2.0).
@@ -112,10 +128,8 @@ impl Api {
         sequence: i64,
         uuid: &str,
     ) -> Result<(), ApiError> {
-        path_id(card_id)?;
-        let url = Self::url(creds, &format!("/open-apis/cardkit/v1/cards/{card_id}"));
-        let body = json!({ "card": { "type": "card_json", "data": card }, "sequence": sequence, "uuid": uuid });
-        done_if_replayed(self.with_token(creds, |http, t| http.put(&url, &body, t)).map(|_| ()))
+        let body = json!({ "card": { "type": "card_json", "data": card } });
+        self.card_op(creds, card_id, "", false, body, sequence, uuid)
     }
 
     /// Suggested-question bubbles under the bot's latest message in a

@@ -18,6 +18,7 @@
 
 mod board;
 mod budget;
+mod cardkit_off;
 mod followup;
 mod pop;
 mod reply;

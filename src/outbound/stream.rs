@@ -17,19 +17,24 @@
 //! - **The final answer is always visible**: if writing it into the card
 //!   fails, it is sent as a normal reply and the card says so.
 //! - **No CardKit** (no `cardkit:card:write`, an API that is not there):
-//!   remembered per app for an hour (`check` shows it), progress then
-//!   updates a message card as before.
+//!   remembered per app for an hour (`check` shows it; `cardkit_off`),
+//!   progress then updates a message card as before.
 
+use super::At;
 use super::budget::Pace;
+use super::cardkit_off::unavailable;
 use super::send::Undelivered;
 use super::worker::Worker;
-use super::{At, ChannelRef};
 use crate::bridge::contract::{self, short_hash};
 use crate::bridge::streams::StreamRec;
 use crate::clock::now_ms;
 use crate::feishu::api::ApiError;
 use crate::feishu::cardkit::CardFailure;
 use crate::render::{self, Limits, Part, stream};
+
+/// What a card streamed earlier shows when the final answer is shorter
+/// than the cards it streamed into.
+const NOTHING_LEFT: &str = "⋯";
 
 /// The uuid of one card operation: its kind and sequence, and a hash of
 /// the card and what it writes. A retry of the operation has the same; an
@@ -48,11 +53,6 @@ fn refused(e: &Undelivered) -> Option<&ApiError> {
 }
 
 impl Worker {
-    /// Whether progress for this app streams into CardKit cards.
-    pub(super) fn cardkit_on(&mut self, ch: &ChannelRef) -> bool {
-        self.settings.cardkit && !matches!(self.store.cardkit_off(&ch.app_id), Ok(Some(_)))
-    }
-
     /// The reply's stream, when its first card is `message_id`.
     pub(super) fn stream_for(
         &mut self,
@@ -72,19 +72,6 @@ impl Worker {
         render::cards(md, &limits)
     }
 
-    /// CardKit refused for this app: remembered (logged once), and the
-    /// caller falls back to message cards.
-    fn cardkit_refused(&mut self, ch: &ChannelRef, why: &Undelivered) {
-        let reason = why.to_string();
-        if let Ok(true) = self.store.set_cardkit_off(&ch.app_id, &reason) {
-            log::warn!(
-                "outbound [{}]: CardKit is not available ({reason}); progress answers update message cards instead for the next {} min (grant cardkit:card:write to stream)",
-                ch.app_id,
-                contract::CARDKIT_OFF_TTL / 60
-            );
-        }
-    }
-
     /// Creates card `i` of a reply (or reuses the one a crashed worker
     /// created) and sends it, with the uuid of part `i` of the reply, so
     /// that no retry shows it twice. Returns the message id; `None` when
@@ -97,6 +84,7 @@ impl Worker {
         existing: Option<String>,
     ) -> Option<Result<(String, String), Undelivered>> {
         let At { ch, job, irt } = at;
+        let reused = existing.is_some();
         let card_id = match existing {
             Some(id) => id,
             None => {
@@ -121,9 +109,13 @@ impl Worker {
             }
         };
         let now = now_ms().to_string();
-        let field = contract::stream_card_field(i);
-        if let Err(e) = self.store.stream_set(irt, &[(&field, &card_id), ("opened", &now)]) {
-            return Some(Err(Undelivered::Redis(e)));
+        // A reused card keeps the time its streaming was turned on.
+        if !reused {
+            let field = contract::stream_card_field(i);
+            let opened = [(field.as_str(), card_id.as_str()), (contract::STREAM_OPENED, &now)];
+            if let Err(e) = self.store.stream_set(irt, &opened) {
+                return Some(Err(Undelivered::Redis(e)));
+            }
         }
         // Part i of the reply's cards has the uuid of part i of the reply
         // (`p0` is the message-card path's too): no retry shows it twice.
@@ -139,7 +131,10 @@ impl Worker {
         // The first card may be sent again (a crashed worker's, adopted):
         // the stream's current part is not set back.
         if i > 0 {
-            fields.extend([(contract::STREAM_PART, part_no.as_str()), ("opened", &now)]);
+            fields.extend([
+                (contract::STREAM_PART, part_no.as_str()),
+                (contract::STREAM_OPENED, &now),
+            ]);
         }
         if let Err(e) = self.store.stream_set(irt, &fields) {
             return Some(Err(Undelivered::Redis(e)));
@@ -180,7 +175,7 @@ impl Worker {
         at: At<'_>,
         mut rec: StreamRec,
     ) -> Result<bool, Undelivered> {
-        let At { job, irt, .. } = at;
+        let job = at.job;
         if rec.closing {
             return Ok(false);
         }
@@ -192,8 +187,7 @@ impl Worker {
             }
             let next = rec.part + 1;
             let md = stream::markdown(&parts[next]);
-            let existing = self.store.stream(irt).ok().flatten().and_then(|r| r.next_card);
-            match self.new_card(at, next, &md, existing) {
+            match self.new_card(at, next, &md, rec.next_card.take()) {
                 Some(Ok((card, msg))) => {
                     rec.cards.push((card, Some(msg)));
                     rec.hashes.push(None);
@@ -208,6 +202,34 @@ impl Worker {
         self.write_text(at, &mut rec, &md, false)
     }
 
+    /// Turns a card's streaming on or off (with a new summary), paced per
+    /// card. `Ok(false)`: a progress update stood down (a final answer is
+    /// completing the stream).
+    fn set_streaming(
+        &mut self,
+        at: At<'_>,
+        card: &str,
+        on: bool,
+        summary: Option<&str>,
+        is_final: bool,
+    ) -> Result<bool, Undelivered> {
+        let At { ch, job, irt } = at;
+        let Some(seq) = self.store.stream_seq(irt, is_final).map_err(Undelivered::Redis)? else {
+            return Ok(false);
+        };
+        let settings = stream::settings(on, summary);
+        let id = op_uuid(if on { 'o' } else { 's' }, seq, card, &settings);
+        self.courier.call_paced(ch, job, Pace::Card(card), |api| {
+            api.card_settings(&ch.creds, card, &settings, seq, &id)
+        })?;
+        Ok(true)
+    }
+
+    /// Whether the current card's streaming is due to be turned on again.
+    fn stream_due(&self, rec: &StreamRec) -> bool {
+        now_ms().saturating_sub(rec.opened_ms) >= self.settings.stream_reopen.as_millis() as u64
+    }
+
     /// Turns streaming on again (the ten-minute clock starts again).
     fn reopen(
         &mut self,
@@ -215,18 +237,14 @@ impl Worker {
         rec: &mut StreamRec,
         is_final: bool,
     ) -> Result<bool, Undelivered> {
-        let At { ch, job, irt } = at;
-        let Some(seq) = self.store.stream_seq(irt, is_final).map_err(Undelivered::Redis)? else {
-            return Ok(false);
-        };
         let card = rec.card().to_owned();
-        let settings = stream::settings(true, None);
-        let id = op_uuid('o', seq, &card, &settings);
-        self.courier
-            .call(ch, job, |api| api.card_settings(&ch.creds, &card, &settings, seq, &id))?;
+        if !self.set_streaming(at, &card, true, None, is_final)? {
+            return Ok(false);
+        }
         rec.opened_ms = now_ms();
         let now = rec.opened_ms.to_string();
-        self.store.stream_set(irt, &[("opened", &now)]).map_err(Undelivered::Redis)?;
+        let opened = [(contract::STREAM_OPENED, now.as_str())];
+        self.store.stream_set(at.irt, &opened).map_err(Undelivered::Redis)?;
         Ok(true)
     }
 
@@ -239,10 +257,7 @@ impl Worker {
         is_final: bool,
     ) -> Result<bool, Undelivered> {
         let At { ch, job, irt } = at;
-        let reopen_after = self.settings.stream_reopen.as_millis() as u64;
-        if now_ms().saturating_sub(rec.opened_ms) >= reopen_after
-            && !self.reopen(at, rec, is_final)?
-        {
+        if self.stream_due(rec) && !self.reopen(at, rec, is_final)? {
             return Ok(false);
         }
         let mut step = 1;
@@ -297,26 +312,21 @@ impl Worker {
         md: &str,
         is_final: bool,
     ) -> Result<bool, Undelivered> {
-        let At { ch, job, irt } = at;
         if !self.write_text(at, rec, md, is_final)? {
             return Ok(false);
         }
-        let Some(seq) = self.store.stream_seq(irt, is_final).map_err(Undelivered::Redis)? else {
-            return Ok(false);
-        };
         let card = rec.card().to_owned();
-        let settings = stream::settings(false, Some(&stream::summary(md)));
-        let id = op_uuid('s', seq, &card, &settings);
-        let closed = self
-            .courier
-            .call(ch, job, |api| api.card_settings(&ch.creds, &card, &settings, seq, &id));
-        // The text is in the card either way; only the chat list's summary
-        // would still say it is being written.
-        if let Err(e) = closed {
-            log::info!("outbound [{}]: card {card} not closed ({e})", job.item.channel_id);
+        match self.set_streaming(at, &card, false, Some(&stream::summary(md)), is_final) {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            // The text is in the card either way; only the chat list's
+            // summary would still say it is being written.
+            Err(e) => {
+                log::info!("outbound [{}]: card {card} not closed ({e})", at.job.item.channel_id)
+            }
         }
         let field = contract::stream_hash_field(rec.part);
-        let _ = self.store.stream_set(irt, &[(&field, &short_hash(md))]);
+        let _ = self.store.stream_set(at.irt, &[(&field, &short_hash(md))]);
         Ok(true)
     }
 
@@ -335,19 +345,13 @@ impl Worker {
     /// so far and stops showing "being written" (best effort; the error
     /// itself is a reply of its own).
     pub(super) fn end_with_error(&mut self, at: At<'_>) {
-        let At { ch, job, irt } = at;
-        let Ok(Some(rec)) = self.store.stream(irt) else { return };
-        let Ok(Some(seq)) = self.store.stream_seq(irt, true) else { return };
-        let card = rec.card().to_owned();
-        let settings = stream::settings(false, Some(&stream::summary(&job.item.text)));
-        let id = op_uuid('s', seq, &card, &settings);
-        let closed = self.courier.call_paced(ch, job, Pace::Card(&card), |api| {
-            api.card_settings(&ch.creds, &card, &settings, seq, &id)
-        });
-        if let Err(e) = closed {
+        let Ok(Some(rec)) = self.store.stream(at.irt) else { return };
+        let summary = stream::summary(&at.job.item.text);
+        if let Err(e) = self.set_streaming(at, rec.card(), false, Some(&summary), true) {
             log::info!(
-                "outbound [{}]: card {card} not closed after an error ({e})",
-                job.item.channel_id
+                "outbound [{}]: card {} not closed after an error ({e})",
+                at.job.item.channel_id,
+                rec.card()
             );
         }
     }
@@ -399,17 +403,17 @@ impl Worker {
         let At { ch, job, .. } = at;
         let parts = self.stream_parts(body, rec.tables);
         let current = rec.part;
+        let want_of =
+            |i: usize| parts.get(i).map_or_else(|| NOTHING_LEFT.to_owned(), stream::markdown);
         for i in 0..current {
-            let want = parts.get(i).map_or_else(|| "⋯".to_owned(), stream::markdown);
+            let want = want_of(i);
             if rec.hashes[i].as_deref() != Some(short_hash(&want).as_str()) {
                 let card = rec.cards[i].0.clone();
                 self.replace(at, &card, &want)?;
             }
         }
-        let want = parts.get(current).map_or_else(|| "⋯".to_owned(), stream::markdown);
-        let late = now_ms().saturating_sub(rec.opened_ms)
-            >= self.settings.stream_reopen.as_millis() as u64;
-        if late {
+        let want = want_of(current);
+        if self.stream_due(rec) {
             // Closed or about to close: one replace, nothing to reopen.
             let card = rec.card().to_owned();
             self.replace(at, &card, &want)?;
@@ -429,13 +433,4 @@ impl Worker {
         }
         Ok(ids)
     }
-}
-
-/// Whether a refusal at create time means "this app has no CardKit": the
-/// scope is not granted, or the API is not there (an older deployment).
-fn unavailable(e: &ApiError) -> bool {
-    use crate::feishu::http::HttpError;
-    e.card_failure() == CardFailure::NoPermission
-        || matches!(e, ApiError::Http(HttpError::NotJson { status: 404 | 405 }))
-        || matches!(e, ApiError::Feishu { status: 404, .. })
 }
