@@ -13,6 +13,7 @@ use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
+use openssl::ssl::{SslAcceptor, SslMethod};
 use openssl::x509::extension::{
     BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
 };
@@ -31,7 +32,9 @@ pub struct Certs {
     /// The server's certificate and PKCS#8 key, PEM (for a TLS redis-server).
     pub server_pem: String,
     pub server_key_pem: String,
-    acceptor: native_tls::TlsAcceptor,
+    /// TLS 1.2 and 1.3, as Feishu's servers speak (native-tls's acceptor
+    /// turns TLS 1.3 off).
+    acceptor: SslAcceptor,
 }
 
 fn key() -> PKey<Private> {
@@ -86,9 +89,12 @@ impl Certs {
         let leaf = cert("127.0.0.1", &leaf_key, Some((&ca, &ca_key))).expect("server certificate");
         let pem = |c: &X509| String::from_utf8(c.to_pem().expect("PEM")).expect("ASCII");
         let key_pem = leaf_key.private_key_to_pem_pkcs8().expect("key PEM");
-        let identity =
-            native_tls::Identity::from_pkcs8(pem(&leaf).as_bytes(), &key_pem).expect("identity");
-        let acceptor = native_tls::TlsAcceptor::new(identity).expect("TLS acceptor");
+        let mut acceptor =
+            SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("TLS acceptor");
+        acceptor.set_private_key(&leaf_key).expect("server key");
+        acceptor.set_certificate(&leaf).expect("server certificate");
+        acceptor.check_private_key().expect("key matches certificate");
+        let acceptor = acceptor.build();
         Certs {
             ca_pem: pem(&ca),
             server_pem: pem(&leaf),
@@ -144,7 +150,7 @@ fn idle(e: &std::io::Error) -> bool {
 /// Terminates TLS on `tcp` and moves bytes both ways until either side
 /// closes. One thread per connection: a TLS stream cannot be split, so
 /// both directions are polled with short read timeouts.
-fn pump(acceptor: &native_tls::TlsAcceptor, tcp: TcpStream, target: SocketAddr, stop: &AtomicBool) {
+fn pump(acceptor: &SslAcceptor, tcp: TcpStream, target: SocketAddr, stop: &AtomicBool) {
     let _ = tcp.set_nonblocking(false);
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
     let Ok(mut tls) = acceptor.accept(tcp) else { return }; // a client that refused our certificate

@@ -18,6 +18,33 @@ use crate::inbound::InboundWriter;
 use crate::outbound::ChannelRef;
 use crate::panics;
 
+/// What a channel's thread owns.
+struct ChannelThread {
+    session: Session,
+    writer: InboundWriter,
+    stop: conn::Stop,
+    tx: crossbeam_channel::Sender<Event>,
+    api: Arc<crate::feishu::api::Api>,
+    generation: u64,
+    runner: super::Runner,
+}
+
+impl ChannelThread {
+    /// The thread's body: the session, with panics caught and reported.
+    fn run(mut self: Box<Self>) {
+        let this = &mut *self;
+        let (tx, id, generation) = (&this.tx, &this.session.channel_id, this.generation);
+        let report = |update| {
+            let _ = tx.send(Event::Session { channel_id: id.clone(), generation, update });
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            (this.runner)(&this.session, &this.api, &mut this.writer, &this.stop, &report)
+        }));
+        let panic = result.err().map(|p| panics::message(p.as_ref()));
+        let _ = tx.send(Event::Exited { channel_id: id.clone(), generation, panic });
+    }
+}
+
 impl Supervisor {
     pub(super) fn start(&mut self, cfg: ChannelConfig) {
         let generation = self.next_gen;
@@ -57,20 +84,18 @@ impl Supervisor {
             ChannelRef { app_id: cfg.app_id.clone(), creds: session.creds.clone() },
         );
         let (stop_tx, stop_rx) = conn::stop_pair();
-        let (tx, api, thread_id, runner) =
-            (self.tx.clone(), self.api.clone(), id.clone(), self.runner);
-        let spawned = thread::Builder::new().name(format!("feishu-{id}")).spawn(move || {
-            let mut writer = writer;
-            let report = |update| {
-                let _ =
-                    tx.send(Event::Session { channel_id: thread_id.clone(), generation, update });
-            };
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                runner(&session, &api, &mut writer, &stop_rx, &report)
-            }));
-            let panic = result.err().map(|p| panics::message(p.as_ref()));
-            let _ = tx.send(Event::Exited { channel_id: thread_id, generation, panic });
+        // One box moved into the thread: the closure is a pointer, so no
+        // frame on the long-lived thread's stack holds a copy of all this.
+        let body = Box::new(ChannelThread {
+            session,
+            writer,
+            stop: stop_rx,
+            tx: self.tx.clone(),
+            api: self.api.clone(),
+            generation,
+            runner: self.runner,
         });
+        let spawned = thread::Builder::new().name(format!("feishu-{id}")).spawn(move || body.run());
         let ch = self.channels.get_mut(&id).expect("channel exists before start");
         match spawned {
             Ok(handle) => {

@@ -13,6 +13,7 @@ mod ack;
 mod liveness;
 mod proxy;
 mod session;
+mod slots;
 mod stop;
 mod transport;
 
@@ -192,9 +193,9 @@ pub fn run(
         let delay = match on_helper(|| connect(session, api, &tag, &mut bot_open_id)) {
             Ok(opened) => {
                 report(Update::Connected);
-                let mut conn = Conn {
+                let conn = Conn {
                     session,
-                    store,
+                    store: &mut *store,
                     stop,
                     report,
                     tag: &tag,
@@ -202,36 +203,61 @@ pub fn run(
                     seen_reported: None,
                     refusing: false,
                 };
-                match conn.read_loop(opened) {
+                match serve(conn, opened) {
                     End::Stopped => return,
-                    End::Lost(err) => {
-                        metrics::inc(metrics::RECONNECTS, &[("channel", &session.channel_id)]);
-                        log::warn!("{tag} long connection lost: {}; reconnecting", err.message);
-                        report(Update::Disconnected(err));
-                    }
+                    End::Lost(err) => lost(session, &tag, err, report),
                 }
                 if started.elapsed() >= Duration::from_secs(10) {
                     backoff.reset();
                 }
                 jitter(backoff.next_delay())
             }
-            Err(e) if e.needs_operator() => {
-                log::error!("{tag} {e}; retrying in {}s", session.tuning.operator_retry.as_secs());
-                report(Update::Error(LastError::from(&e)));
-                backoff.next_delay();
-                session.tuning.operator_retry
-            }
-            Err(e) => {
-                let delay = jitter(backoff.next_delay());
-                log::warn!("{tag} cannot connect: {e}; retrying in {:.1}s", delay.as_secs_f64());
-                report(Update::Disconnected(LastError::from(&e)));
-                delay
-            }
+            Err(e) => not_connected(session, &tag, &e, &mut backoff, report),
         };
         if stop.wait(delay) {
             return;
         }
     }
+}
+
+// The long-lived thread's stack: the session runs below `run`'s frame and
+// the helper's and the error paths' frames are their own (not inlined), so
+// the stack an idle connection keeps touched stays a few pages deep.
+
+/// Runs the read loop of an open connection.
+#[inline(never)]
+fn serve(mut conn: Conn<'_>, opened: Opened) -> End {
+    conn.read_loop(opened)
+}
+
+#[inline(never)]
+#[cold]
+fn lost(session: &Session, tag: &str, err: LastError, report: &dyn Fn(Update)) {
+    metrics::inc(metrics::RECONNECTS, &[("channel", &session.channel_id)]);
+    log::warn!("{tag} long connection lost: {}; reconnecting", err.message);
+    report(Update::Disconnected(err));
+}
+
+/// Reports a failed connect; returns the delay before the next attempt.
+#[inline(never)]
+#[cold]
+fn not_connected(
+    session: &Session,
+    tag: &str,
+    e: &ConnectError,
+    backoff: &mut Backoff,
+    report: &dyn Fn(Update),
+) -> Duration {
+    if e.needs_operator() {
+        log::error!("{tag} {e}; retrying in {}s", session.tuning.operator_retry.as_secs());
+        report(Update::Error(LastError::from(e)));
+        backoff.next_delay();
+        return session.tuning.operator_retry;
+    }
+    let delay = jitter(backoff.next_delay());
+    log::warn!("{tag} cannot connect: {e}; retrying in {:.1}s", delay.as_secs_f64());
+    report(Update::Disconnected(LastError::from(e)));
+    delay
 }
 
 /// An open long connection.
@@ -247,14 +273,12 @@ pub(crate) struct Opened {
 /// resident for the life of the long-lived connection thread, so they are
 /// kept off it.
 ///
-/// At most [`CONNECTS_AT_ONCE`] run at a time in the process: a start with
-/// many channels then neither bursts Feishu with calls nor holds a thousand
-/// TLS handshakes in memory at once (their freed buffers fragmented the
-/// heap for good).
+/// Only a few run at a time in the process ([`slots`]).
+#[inline(never)]
 fn on_helper(
     connect: impl FnOnce() -> Result<Opened, ConnectError> + Send,
 ) -> Result<Opened, ConnectError> {
-    let _slot = ConnectSlot::take();
+    let _slot = slots::CONNECTS.take();
     std::thread::scope(|scope| {
         let helper =
             std::thread::Builder::new().name("feishu-connect".into()).spawn_scoped(scope, connect);
@@ -294,33 +318,4 @@ fn connect(
         ep.config.ping_interval.as_secs()
     );
     Ok(Opened { socket, config: ep.config, service: endpoint::service_id(&ep.url) })
-}
-
-/// Connects in progress at once, per process.
-const CONNECTS_AT_ONCE: usize = 16;
-
-static CONNECTING: (std::sync::Mutex<usize>, std::sync::Condvar) =
-    (std::sync::Mutex::new(0), std::sync::Condvar::new());
-
-/// One of the [`CONNECTS_AT_ONCE`] slots, held while connecting.
-struct ConnectSlot;
-
-impl ConnectSlot {
-    fn take() -> ConnectSlot {
-        let (count, freed) = &CONNECTING;
-        let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
-        while *n >= CONNECTS_AT_ONCE {
-            n = freed.wait(n).unwrap_or_else(|p| p.into_inner());
-        }
-        *n += 1;
-        ConnectSlot
-    }
-}
-
-impl Drop for ConnectSlot {
-    fn drop(&mut self) {
-        let (count, freed) = &CONNECTING;
-        *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-        freed.notify_one();
-    }
 }

@@ -135,6 +135,7 @@ impl Conn<'_> {
     }
 
     /// Says goodbye to Feishu (the write side is still open after a stop).
+    #[inline(never)]
     fn close(&self, socket: &mut Socket) -> End {
         let _ = set_nonblocking(socket, false);
         let _ = socket.close(None);
@@ -144,6 +145,7 @@ impl Conn<'_> {
     }
 
     /// Handles one binary WebSocket message; returns a complete event.
+    #[inline(never)]
     fn on_frame(
         &mut self,
         bytes: &[u8],
@@ -284,6 +286,7 @@ impl Conn<'_> {
     /// Stores the pending messages in one step, then acks every pending
     /// frame in arrival order: 200, or 500 for messages that could not be
     /// stored (Feishu delivers those again).
+    #[inline(never)]
     fn flush(&mut self, socket: &mut Socket, pending: &mut Vec<Pending>) -> Result<(), End> {
         set_nonblocking(socket, false)
             .map_err(|e| End::Lost(LastError::new("connection_lost", e.to_string())))?;

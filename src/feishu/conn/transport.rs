@@ -6,7 +6,9 @@
 //!
 //! TLS is OpenSSL's, with one context for every connection and
 //! `SSL_MODE_RELEASE_BUFFERS`: an idle connection keeps no read or write
-//! buffer (about 34 KiB each), and no copy of the CA bundle of its own.
+//! buffer (about 34 KiB each; it waits for the next record in the kernel,
+//! not inside `SSL_read`, which would hold its buffer while it waits), and
+//! no copy of the CA bundle of its own.
 
 use openssl::ssl::{SslConnector, SslMethod, SslMode, SslStream};
 use std::io::{self, Read, Write};
@@ -31,7 +33,18 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
+            Stream::Tls(s) => {
+                // Wait for the next record in the kernel, not in SSL_read:
+                // a read blocked inside OpenSSL holds its 17 KiB record buffer
+                // for as long as the connection is idle. Nothing decrypted is
+                // left over (`pending`) and, with read-ahead off, OpenSSL holds
+                // no raw bytes between records, so the peek cannot miss data.
+                if s.ssl().pending() == 0 && s.get_ref().peek(&mut [0u8; 1])? == 0 {
+                    // End of stream (or the read side shut by a stop):
+                    // OpenSSL reports it as it should.
+                }
+                s.read(buf)
+            }
         }
     }
 }
@@ -89,7 +102,7 @@ pub fn open_socket(
     tcp.set_nodelay(true).map_err(io_to_connect)?;
     // Small buffers that grow on demand: an idle connection should cost little memory.
     let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(2048)
         .write_buffer_size(0)
         .max_message_size(Some(16 << 20))
         .max_frame_size(Some(16 << 20));
@@ -120,6 +133,11 @@ pub fn open_socket(
     Ok(socket)
 }
 
+/// OpenSSL 3.5's default groups (`DEFAULT_GROUPS` there), with a key share
+/// for X25519 alone (`*`).
+const PQ_OFFERED_X25519_SHARED: &str =
+    "?X25519MLKEM768/?*X25519:?secp256r1/?X448:?secp384r1:?secp521r1/?ffdhe2048:?ffdhe3072";
+
 /// The TLS context shared by every long connection (the CA files are read
 /// once: `SSL_CERT_FILE`, `SSL_CERT_DIR` or OpenSSL's default paths).
 fn shared_tls() -> Result<&'static SslConnector, &'static str> {
@@ -131,6 +149,13 @@ fn shared_tls() -> Result<&'static SslConnector, &'static str> {
             let mut b =
                 SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
             b.set_mode(SslMode::RELEASE_BUFFERS);
+            if openssl::version::number() >= 0x3050_0000 {
+                // OpenSSL 3.5+ sends key shares for X25519MLKEM768 and X25519
+                // and keeps both for the connection's life (6.7 KiB): send
+                // X25519's only, still offering the hybrid group first (a
+                // server that prefers it asks for its share, one round trip).
+                b.set_groups_list(PQ_OFFERED_X25519_SHARED).map_err(|e| e.to_string())?;
+            }
             Ok(b.build())
         });
     TLS.as_ref().map_err(String::as_str)
