@@ -49,6 +49,25 @@ fn questions_and_answers_cross_https_and_wss_with_the_operators_ca() {
     push_outbound(&mut con, &a.to_string());
     assert!(sim.wait_messages(1, SECS(10)), "{}", gw.log());
     assert_eq!(sim.messages()[0].reply_to.as_deref(), Some(ev.message_id.as_str()));
+
+    // An idle TLS connection waits in the kernel (a peek), not in SSL_read:
+    // after a quiet spell the next event still arrives whole, and a stop
+    // (the read side shut under the peek) closes the connection at once.
+    std::thread::sleep(SECS(1));
+    // Larger than a read buffer and a TLS record's first read: the rest comes
+    // from what OpenSSL holds decrypted, with no peek in between.
+    let long = "第二个问题 ".repeat(400);
+    let ev2 = MessageEvent::text(APP, &long);
+    let push = sim.push_event(APP, &ev2.json());
+    assert!(sim.wait_acked(push, SECS(10)), "{}", gw.log());
+    let items = inbound(&mut con);
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1]["question"], long.trim_end());
+    let mut disabled = channel("ch_tls", APP, SECRET);
+    disabled["enabled"] = serde_json::json!(false);
+    put_channel(&mut con, "ch_tls", &disabled);
+    assert!(sim.wait_connections(APP, 0, SECS(5)), "{}", gw.log());
+    assert!(wait_for(SECS(5), || gw.log().contains("long connection closed")), "{}", gw.log());
     assert!(!gw.log().contains(SECRET));
 }
 

@@ -230,6 +230,7 @@ fn serve(mut conn: Conn<'_>, opened: Opened) -> End {
     conn.read_loop(opened)
 }
 
+/// Reports a lost connection (the thread reconnects after a delay).
 #[inline(never)]
 #[cold]
 fn lost(session: &Session, tag: &str, err: LastError, report: &dyn Fn(Update)) {

@@ -39,9 +39,10 @@ impl Read for Stream {
                 // for as long as the connection is idle. Nothing decrypted is
                 // left over (`pending`) and, with read-ahead off, OpenSSL holds
                 // no raw bytes between records, so the peek cannot miss data.
-                if s.ssl().pending() == 0 && s.get_ref().peek(&mut [0u8; 1])? == 0 {
-                    // End of stream (or the read side shut by a stop):
-                    // OpenSSL reports it as it should.
+                // A peek that returns 0 (the end, or the read side shut by a
+                // stop) lets OpenSSL report the end as it should.
+                if s.ssl().pending() == 0 {
+                    s.get_ref().peek(&mut [0u8; 1])?;
                 }
                 s.read(buf)
             }

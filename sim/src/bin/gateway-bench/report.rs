@@ -355,23 +355,38 @@ const NOTES: &str = "## Notes
 - **Memory at a start with many channels.** The earlier 45.7 MiB at 1000 apps was measured
   on a running gateway given channels in stages (1, 99, then 900); a start with 1000
   configured, the production case, ran 1000 connects at once, and their freed TLS and HTTP
-  buffers fragmented the heap for good (72–85 MiB in an independent harness). Now at most 16 connects run at once; the Lua scripts are compiled once
-  per process, not once per channel (about 6 KiB each); the long connection's TLS uses one
-  OpenSSL context for all connections (tungstenite's default made one per connection, each
-  with a parsed copy of the CA bundle) and `SSL_MODE_RELEASE_BUFFERS`. What remains per
-  connection is about 20 KiB of thread stack, a few KiB of buffers, and over TLS about 45 KiB
-  of OpenSSL state (the session, the peer's certificate chain, cipher contexts). The static
-  musl binary, which is what ships (`make static`, the image), holds less at scale than the
-  glibc build: musl's allocator keeps no per-thread arenas.
+  buffers fragmented the heap for good (72–85 MiB in an independent harness). Now at most 4
+  connects run at once (one slower than 2 s stops counting; 16 at once left about 3 MiB
+  more with glibc), the Lua scripts are compiled once per process, and the long connection's
+  TLS uses one OpenSSL context for all connections with `SSL_MODE_RELEASE_BUFFERS`. An idle
+  `wss://` connection waits for its next record in the kernel (a peek), not inside
+  `SSL_read`, which holds its 17 KiB record buffer while it waits (14 MiB at 1000). A
+  connection thread's stack is 3 pages over `ws://`, 4 over `wss://` (page faults traced per
+  stack page: glibc's thread block and TLS take the first 5 KiB, the gateway's frames 3 KiB,
+  OpenSSL's read path 6–7 KiB); the thread's closure is one pointer and the helper's and the
+  error paths' frames are their own, not inlined into the long-lived ones (they were 6 pages).
+  What remains per connection (heaptrack): OpenSSL 3.0's connection object 7.5 KiB, the
+  peer's parsed certificate 2–3 KiB, cipher contexts 1.5 KiB, its per-thread error state 1 KiB,
+  the session 0.9 KiB; the WebSocket read buffer 2 KiB; the supervisor's and the thread's own
+  records 3 KiB. The static binary (musl, OpenSSL 3.6 vendored, what ships) sent key shares for
+  X25519MLKEM768 and X25519 and kept both for the connection's life (6.7 KiB): it now sends
+  X25519's alone, still offering the hybrid group (a server that prefers it asks for it). The
+  simulator's TLS front now speaks TLS 1.3 as Feishu does (native-tls's acceptor had turned it
+  off, so every `wss://` figure before was TLS 1.2).
 - **Hot path.** Per inbound event the gateway makes the floor's three calls (frame read, one
   Redis command, the ack) plus two socket-mode switches and a non-blocking read that finds
   nothing (how back-to-back events are batched into one Redis call), and one log line.
   Its Redis command is the inbound script (dedup by id and fingerprint, push, trace record,
-  pending set), which Redis runs in about 17 µs where the floor's `LPUSH` takes 1 µs
-  (`SLOWLOG`, this machine); the script without the trace record takes about 9 µs. Timed
-  from a plain client, its round trip is 40–70 µs longer than an `LPUSH`'s. A perf profile
-  of the connection thread in the serial run (symbolized build): the Redis round trip and
-  the ack's write are about half its time; OpenSSL 3's one-shot `SHA256()` (the question's
-  fingerprint) was a tenth, since it looked the algorithm up on every call — now the direct
-  `Sha256`; serde's JSON tree of the event about 6 %; the log line about 8 %.
+  pending set). In the serial run Redis itself reports 146 µs per script call and 9.6 µs per
+  `LPUSH` (`INFO commandstats` of the benchmark's Redis; 26 µs and 1.3 µs for the same calls
+  back to back on a quiet Redis): with a millisecond between events everything runs from cold
+  caches. Measured inside the gateway (p50, serial run): 49 µs from the frame's arrival to the
+  store call (frame and event parse, fingerprint, the batching read), 328 µs for the script's
+  round trip, 208 µs for a plain `LPUSH`'s. Experiments, each in alternating runs with the
+  floor: a lean script (dedup check, push, two markers; no trace record, pending set or
+  permission checks) read 1.50–1.58× the floor against 1.50–1.79× for the real one, and with
+  the batching read removed as well 1.56–1.69×: the remaining gap is the gateway's own work
+  per event from cold caches, not one call. A perf profile of the connection thread
+  (symbolized build): the Redis round trip and the ack's write are about half its time;
+  serde's parse of the event about 6 %; the log line about 8 %.
 ";
