@@ -193,7 +193,7 @@ pub fn run(
         let delay = match on_helper(|| connect(session, api, &tag, &mut bot_open_id)) {
             Ok(opened) => {
                 report(Update::Connected);
-                let conn = Conn {
+                let mut conn = Conn {
                     session,
                     store: &mut *store,
                     stop,
@@ -203,7 +203,7 @@ pub fn run(
                     seen_reported: None,
                     refusing: false,
                 };
-                match serve(conn, opened) {
+                match conn.read_loop(opened) {
                     End::Stopped => return,
                     End::Lost(err) => lost(session, &tag, err, report),
                 }
@@ -220,15 +220,9 @@ pub fn run(
     }
 }
 
-// The long-lived thread's stack: the session runs below `run`'s frame and
-// the helper's and the error paths' frames are their own (not inlined), so
-// the stack an idle connection keeps touched stays a few pages deep.
-
-/// Runs the read loop of an open connection.
-#[inline(never)]
-fn serve(mut conn: Conn<'_>, opened: Opened) -> End {
-    conn.read_loop(opened)
-}
+// The long-lived thread's stack: the read loop, the helper and the error
+// paths have frames of their own (not inlined into `run`), so the stack an
+// idle connection keeps touched stays a few pages deep.
 
 /// Reports a lost connection (the thread reconnects after a delay).
 #[inline(never)]

@@ -42,7 +42,9 @@ pub struct Conn<'a> {
 }
 
 impl Conn<'_> {
-    /// Runs until the connection is lost or the channel is stopped.
+    /// Runs until the connection is lost or the channel is stopped. Not
+    /// inlined: its frame stays below `run`'s, not added to it.
+    #[inline(never)]
     pub fn read_loop(&mut self, Opened { mut socket, mut config, service }: Opened) -> End {
         let _watch = self.stop.watch(tcp_of(&socket));
         let mut reassembler = Reassembler::new(Limits::default());

@@ -14,10 +14,10 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Connects in progress at once, per process.
-pub const AT_ONCE: usize = 4;
+const AT_ONCE: usize = 4;
 
 /// After this long a connect in progress no longer counts against [`AT_ONCE`].
-pub const SLOW: Duration = Duration::from_secs(2);
+const SLOW: Duration = Duration::from_secs(2);
 
 /// The process's connects.
 pub static CONNECTS: Limit = Limit::new(AT_ONCE, SLOW);
@@ -63,15 +63,14 @@ impl Limit {
         let id = s.next_id;
         loop {
             let now = Instant::now();
-            let young = s.running.iter().map(|(_, at)| *at).filter(|at| now - *at < self.slow);
-            let (count, oldest) = young.fold((0, None), |(n, o): (usize, Option<Instant>), at| {
-                (n + 1, Some(o.map_or(at, |o| o.min(at))))
-            });
-            if count < self.at_once {
+            let young = || s.running.iter().map(|(_, at)| *at).filter(|at| now - *at < self.slow);
+            if young().count() < self.at_once {
                 s.running.push((id, now));
                 return Slot { limit: self, id };
             }
-            let aged = oldest.map_or(self.slow, |o| self.slow.saturating_sub(now - o));
+            // Full: wait for a slot to be freed or the oldest to turn slow.
+            let oldest = young().min().unwrap_or(now);
+            let aged = self.slow.saturating_sub(now - oldest);
             s = self.freed.wait_timeout(s, aged).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
